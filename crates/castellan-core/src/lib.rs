@@ -1,0 +1,11 @@
+//! Shared domain types of Castellan: durations as written in configs and on the
+//! command line, the injected clock, and the claims of an access token.
+#![forbid(unsafe_code)]
+
+pub mod claims;
+pub mod clock;
+pub mod duration;
+
+pub use claims::AccessTokenClaims;
+pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use duration::{format_duration, parse_duration, DurationError, HumanDuration};
