@@ -1,1 +1,87 @@
+//! Castellan's persistent store.
+//!
+//! One [`Store`] trait holds everything the authority must not lose: clients,
+//! signing keys (private halves encrypted by the caller), the ordered
+//! revocation log and the replay cache for client assertions. SQLite is the
+//! embedded default; other backends implement the same trait and pass the
+//! same conformance tests (`tests/conformance.rs`).
 #![forbid(unsafe_code)]
+
+mod migrations;
+mod model;
+mod sqlite;
+
+pub use model::{ClientRecord, KeyRecord, KeyState, RevocationEvent, RevocationKind};
+pub use sqlite::SqliteStore;
+
+use castellan_core::UnixTime;
+
+/// A storage failure. Messages never include stored secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A row could not be read back (corrupt or from a newer version).
+    #[error("stored {what} is unreadable: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    /// A unique value already exists.
+    #[error("{what} `{id}` already exists")]
+    Conflict { what: &'static str, id: String },
+    /// The schema is newer than this binary.
+    #[error("store schema version {found} is newer than this binary supports ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+}
+
+/// Result alias.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the authority persists. Every method is atomic; an `Ok` means
+/// the write is durable.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Reads a value from the small key/value area (for example the secret-hash key id).
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Writes a value in the key/value area only when absent; returns what is stored afterwards.
+    async fn init_meta(&self, key: &str, value: &str) -> StoreResult<String>;
+
+    /// Inserts a new client; `Conflict` when the id exists.
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    /// Reads one client.
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    /// All clients, by creation.
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
+    /// Deletes a client; false when there was none.
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+    /// Replaces a client's secret hash; false when there is no such client.
+    async fn set_client_secret(&self, client_id: &str, secret_hash: &[u8]) -> StoreResult<bool>;
+
+    /// Every signing key that still exists, oldest first.
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// In one transaction: upserts `upserts` and deletes `deletes` (by kid).
+    async fn write_keys(&self, upserts: &[KeyRecord], deletes: &[String]) -> StoreResult<()>;
+
+    /// Appends to the revocation log; returns the event with its sequence number.
+    async fn append_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        not_before: UnixTime,
+        created_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> StoreResult<RevocationEvent>;
+    /// Events with a sequence number above `after`, in order, at most `limit`.
+    async fn revocations_since(&self, after: i64, limit: u32) -> StoreResult<Vec<RevocationEvent>>;
+    /// The newest event of `kind` for `value` that has not expired at `now`.
+    async fn find_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<RevocationEvent>>;
+    /// Drops events that expired before `now`; returns how many.
+    async fn purge_revocations(&self, now: UnixTime) -> StoreResult<u64>;
+
+    /// Records a client assertion's `jti`; false when it was already seen (a replay).
+    async fn record_jti(&self, client_id: &str, jti: &str, expires_at: UnixTime, now: UnixTime) -> StoreResult<bool>;
+}
