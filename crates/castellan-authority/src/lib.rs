@@ -1,1 +1,16 @@
+//! `castellan serve`: the authority. An OAuth 2 token service
+//! (`client_credentials` with `client_secret_basic`, `client_secret_post` and
+//! `private_key_jwt`), discovery, JWKS, introspection, revocation, the admin
+//! API, and a key manager that rotates signing keys on a schedule.
 #![forbid(unsafe_code)]
+
+pub mod authority;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod secrets;
+pub mod server;
+pub mod tokens;
+
+pub use authority::{Authority, StartEnv, StartError, ADMIN_SCOPE, BOOTSTRAP_FILE};
+pub use config::{Config, ConfigError};

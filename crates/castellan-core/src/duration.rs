@@ -56,7 +56,7 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".to_owned();
     }
     for (unit, factor) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs % factor == 0 {
+        if secs.is_multiple_of(factor) {
             return format!("{}{}", secs / factor, unit);
         }
     }

@@ -1,4 +1,5 @@
 //! The behaviour every `Store` backend must have. Run against SQLite here;
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may unwrap
 //! each new backend runs the same functions.
 
 use castellan_store::{ClientRecord, KeyRecord, KeyState, RevocationKind, SqliteStore, Store};

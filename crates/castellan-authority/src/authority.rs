@@ -1,0 +1,276 @@
+//! The authority: state shared by every endpoint, first start, and the
+//! key-rotation scheduler.
+
+use crate::config::Config;
+use crate::http::error::ApiError;
+use crate::keys::{KeyError, KeyManager, KeySchedule};
+use crate::secrets::{new_client_secret, random_id, write_private_file, MasterKey, SecretError};
+use castellan_core::{Clock, UnixTime};
+use castellan_store::{ClientRecord, SqliteStore, Store, StoreError};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+/// The scope that grants the admin API.
+pub const ADMIN_SCOPE: &str = "castellan.admin";
+
+/// Name of the bootstrap credentials file in the data dir.
+pub const BOOTSTRAP_FILE: &str = "bootstrap-admin.json";
+
+/// Secrets and overrides read from the environment at start.
+#[derive(Default, Clone)]
+pub struct StartEnv {
+    /// `CASTELLAN_MASTER_KEY`.
+    pub master_key: Option<String>,
+    /// `CASTELLAN_BOOTSTRAP_ADMIN_ID`.
+    pub bootstrap_admin_id: Option<String>,
+    /// `CASTELLAN_BOOTSTRAP_ADMIN_SECRET`.
+    pub bootstrap_admin_secret: Option<String>,
+}
+
+impl std::fmt::Debug for StartEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartEnv")
+            .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
+            .field("bootstrap_admin_id", &self.bootstrap_admin_id)
+            .field("bootstrap_admin_secret", &self.bootstrap_admin_secret.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl StartEnv {
+    /// Reads the process environment.
+    pub fn from_process() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            master_key: var("CASTELLAN_MASTER_KEY"),
+            bootstrap_admin_id: var("CASTELLAN_BOOTSTRAP_ADMIN_ID"),
+            bootstrap_admin_secret: var("CASTELLAN_BOOTSTRAP_ADMIN_SECRET"),
+        }
+    }
+}
+
+/// Why the authority could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration refused.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Data dir problems.
+    #[error("data dir `{path}`: {reason}")]
+    DataDir { path: String, reason: String },
+    /// Master key problems.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The master key is not the one this store was created with.
+    #[error("the master key does not match the one this data dir was created with; refusing to start")]
+    WrongMasterKey,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Keys failed to load.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// Bootstrap admin settings refused.
+    #[error("bootstrap admin: {0}")]
+    Bootstrap(String),
+}
+
+/// The running authority.
+#[derive(Debug)]
+pub struct Authority {
+    config: Config,
+    issuer: String,
+    store: Arc<dyn Store>,
+    master: Arc<MasterKey>,
+    keys: KeyManager,
+    clock: Arc<dyn Clock>,
+    metrics: PrometheusHandle,
+}
+
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+impl Authority {
+    /// Opens the data dir (creating store, master key, signing keys and the
+    /// bootstrap admin on first start) and returns a ready authority.
+    pub async fn open(config: Config, env: &StartEnv, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
+        config.validate()?;
+        let dir = config.data_dir.clone();
+        let dir_err = |e: std::io::Error| StartError::DataDir {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(&dir).map_err(dir_err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+        }
+        let master = Arc::new(MasterKey::load_or_create(env.master_key.as_deref(), &dir)?);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("castellan.db")).await?);
+        let stored_check = store.init_meta("master_key_check", master.check_value()).await?;
+        if stored_check != master.check_value() {
+            return Err(StartError::WrongMasterKey);
+        }
+        let t = &config.tokens;
+        let schedule = KeySchedule {
+            algorithm: config.keys.algorithm,
+            rotation_interval: config.keys.rotation_interval.secs(),
+            jwks_max_age: config.keys.jwks_max_age.secs(),
+            token_horizon: t.max_access_token_ttl.secs().saturating_add(t.leeway.secs()),
+        };
+        let keys = KeyManager::open(store.clone(), master.clone(), clock.clone(), schedule).await?;
+        let authority = Arc::new(Self {
+            issuer: config.issuer(),
+            config,
+            store,
+            master,
+            keys,
+            clock,
+            metrics: prometheus(),
+        });
+        authority.bootstrap_admin(env).await?;
+        Ok(authority)
+    }
+
+    async fn bootstrap_admin(&self, env: &StartEnv) -> Result<(), StartError> {
+        if self.store.get_meta("bootstrap_admin").await?.is_some() {
+            return Ok(());
+        }
+        let (id, secret, write_file) = match (&env.bootstrap_admin_id, &env.bootstrap_admin_secret) {
+            (Some(id), Some(secret)) => {
+                if secret.len() < 32 {
+                    return Err(StartError::Bootstrap(
+                        "CASTELLAN_BOOTSTRAP_ADMIN_SECRET must be at least 32 characters".to_owned(),
+                    ));
+                }
+                if !valid_client_id(id) {
+                    return Err(StartError::Bootstrap(format!("client id `{id}` is not acceptable")));
+                }
+                (id.clone(), secret.clone(), false)
+            }
+            (None, None) => (random_id("admin-")?, new_client_secret()?, true),
+            _ => {
+                return Err(StartError::Bootstrap(
+                    "set both CASTELLAN_BOOTSTRAP_ADMIN_ID and CASTELLAN_BOOTSTRAP_ADMIN_SECRET, or neither".to_owned(),
+                ))
+            }
+        };
+        let path = self.bootstrap_file();
+        if write_file {
+            let body = serde_json::json!({ "client_id": id, "client_secret": secret });
+            let text = serde_json::to_string_pretty(&body).map_err(|e| StartError::Bootstrap(e.to_string()))?;
+            write_private_file(&path, format!("{text}\n").as_bytes()).map_err(|e| StartError::DataDir {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let record = ClientRecord {
+            client_id: id.clone(),
+            name: "bootstrap admin".to_owned(),
+            secret_hash: Some(self.master.hash_secret(&secret)),
+            audiences: vec![],
+            scopes: vec![ADMIN_SCOPE.to_owned()],
+            access_token_ttl: None,
+            jwks: None,
+            admin: true,
+            created_at: self.now(),
+        };
+        match self.store.insert_client(&record).await {
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store.init_meta("bootstrap_admin", &id).await?;
+        if write_file {
+            tracing::info!(client_id = %id, file = %path.display(), "bootstrap admin credentials written");
+        } else {
+            tracing::info!(client_id = %id, "bootstrap admin created from environment");
+        }
+        Ok(())
+    }
+
+    /// Where first start writes the admin credentials.
+    pub fn bootstrap_file(&self) -> PathBuf {
+        self.config.data_dir.join(BOOTSTRAP_FILE)
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+    /// The master key.
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+    /// The key manager.
+    pub fn keys(&self) -> &KeyManager {
+        &self.keys
+    }
+    /// Now, from the injected clock.
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+    /// Leeway in seconds.
+    pub fn leeway(&self) -> i64 {
+        self.config.tokens.leeway.secs()
+    }
+    /// Prometheus text of every metric.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    /// Reads a client, mapping storage failure to a 500.
+    pub async fn client(&self, id: &str) -> Result<Option<ClientRecord>, ApiError> {
+        self.store.get_client(id).await.map_err(|e| ApiError::server_error(&e))
+    }
+
+    /// One scheduler pass: rotate when due, drop expired keys and events.
+    pub async fn maintain(&self) -> Result<(), KeyError> {
+        self.keys.maintain().await?;
+        let purged = self.store.purge_revocations(self.now()).await?;
+        if purged > 0 {
+            tracing::debug!(purged, "expired revocation events purged");
+        }
+        let set = self.keys.current();
+        metrics::gauge!("castellan_signing_keys").set(set.infos.len() as f64);
+        Ok(())
+    }
+
+    /// Runs [`maintain`](Self::maintain) every `keys.check_interval` until the task is dropped.
+    pub async fn run_scheduler(self: Arc<Self>) {
+        let period = self.config.keys.check_interval.0;
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.maintain().await {
+                tracing::error!(error = %e, "key maintenance failed; will retry");
+            }
+        }
+    }
+}
+
+/// Client ids: 1 to 128 characters of `A-Z a-z 0-9 - _ . ~ :`.
+pub fn valid_client_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':'))
+}

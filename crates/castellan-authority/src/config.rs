@@ -1,0 +1,219 @@
+//! The authority's configuration: a TOML file, overridden by `CASTELLAN_*`
+//! environment variables and command-line flags (the binary applies those).
+
+use castellan_core::HumanDuration;
+use castellan_jose::Algorithm;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{path}`: {reason}")]
+    Read { path: String, reason: String },
+    /// The file is not valid TOML for this schema.
+    #[error("config file `{path}` is invalid: {reason}")]
+    Parse { path: String, reason: String },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Everything `castellan serve` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the SQLite store, master key and bootstrap credentials live.
+    pub data_dir: PathBuf,
+    /// Issuer URL; defaults to `http://` + `listen`.
+    pub issuer: Option<String>,
+    /// Token lifetimes.
+    pub tokens: TokenConfig,
+    /// Signing keys and their rotation.
+    pub keys: KeyConfig,
+    /// Request limits.
+    pub limits: LimitConfig,
+}
+
+/// Token lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Default access-token lifetime.
+    pub access_token_ttl: HumanDuration,
+    /// Longest lifetime any client may be configured with.
+    pub max_access_token_ttl: HumanDuration,
+    /// Clock skew tolerated when checking tokens and client assertions.
+    pub leeway: HumanDuration,
+}
+
+/// Signing keys and rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyConfig {
+    /// Algorithm of newly generated keys.
+    pub algorithm: Algorithm,
+    /// How long a key signs before the next one takes over.
+    pub rotation_interval: HumanDuration,
+    /// `Cache-Control: max-age` of the JWKS. A next key is published at
+    /// least twice this long before it signs.
+    pub jwks_max_age: HumanDuration,
+    /// How often the scheduler looks at the keys.
+    pub check_interval: HumanDuration,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./castellan-data"),
+            issuer: None,
+            tokens: TokenConfig::default(),
+            keys: KeyConfig::default(),
+            limits: LimitConfig::default(),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: HumanDuration::from_secs(300),
+            max_access_token_ttl: HumanDuration::from_secs(3_600),
+            leeway: HumanDuration::from_secs(30),
+        }
+    }
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::ES256,
+            rotation_interval: HumanDuration::from_secs(7 * 86_400),
+            jwks_max_age: HumanDuration::from_secs(300),
+            check_interval: HumanDuration::from_secs(10),
+        }
+    }
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 16 * 1024 }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are errors.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|reason| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The issuer URL, without a trailing slash.
+    pub fn issuer(&self) -> String {
+        match &self.issuer {
+            Some(i) => i.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Checks ranges and consistency; the message says what to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let issuer = self.issuer();
+        match url::Url::parse(&issuer) {
+            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.query().is_none() && u.fragment().is_none() => {}
+            _ => return invalid(format!("issuer `{issuer}` must be an http(s) URL without query or fragment")),
+        }
+        let t = &self.tokens;
+        if t.access_token_ttl.secs() < 1 {
+            return invalid("tokens.access_token_ttl must be at least 1s".into());
+        }
+        if t.access_token_ttl > t.max_access_token_ttl {
+            return invalid(format!(
+                "tokens.access_token_ttl ({}) exceeds tokens.max_access_token_ttl ({})",
+                t.access_token_ttl, t.max_access_token_ttl
+            ));
+        }
+        if t.max_access_token_ttl.secs() > 86_400 {
+            return invalid("tokens.max_access_token_ttl must be at most 1d".into());
+        }
+        if t.leeway.secs() > 120 {
+            return invalid(format!("tokens.leeway ({}) must be at most 120s", t.leeway));
+        }
+        let k = &self.keys;
+        if k.jwks_max_age.secs() < 1 {
+            return invalid("keys.jwks_max_age must be at least 1s".into());
+        }
+        if k.rotation_interval.secs() < k.jwks_max_age.secs().saturating_mul(2) {
+            return invalid(format!(
+                "keys.rotation_interval ({}) must be at least twice keys.jwks_max_age ({}), so the next key is published before it signs",
+                k.rotation_interval, k.jwks_max_age
+            ));
+        }
+        if k.check_interval.secs() < 1 {
+            return invalid("keys.check_interval must be at least 1s".into());
+        }
+        if !(1024..=1024 * 1024).contains(&self.limits.max_body_bytes) {
+            return invalid("limits.max_body_bytes must be between 1024 and 1048576".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.tokens.access_token_ttl.secs(), 300);
+        assert_eq!(c.keys.rotation_interval.secs(), 7 * 86_400);
+        assert_eq!(c.issuer(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn reads_durations_and_refuses_unknown_keys() {
+        let c = Config::from_toml("[keys]\nrotation_interval = \"1d\"\nalgorithm = \"EdDSA\"\n").unwrap();
+        assert_eq!(c.keys.rotation_interval.secs(), 86_400);
+        assert_eq!(c.keys.algorithm, Algorithm::EdDSA);
+        assert!(Config::from_toml("[keys]\nrotation = \"1d\"\n").unwrap_err().contains("unknown field"));
+        assert!(Config::from_toml("[tokens]\naccess_token_ttl = \"5 minutes\"\n").is_err());
+        assert!(Config::from_toml("[keys]\nalgorithm = \"HS256\"\n").is_err());
+    }
+
+    #[test]
+    fn refuses_inconsistent_schedules() {
+        let c = Config::from_toml("[keys]\nrotation_interval = \"5m\"\njwks_max_age = \"5m\"\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("twice"));
+        let c = Config::from_toml("[tokens]\naccess_token_ttl = \"2h\"\n").unwrap();
+        assert!(c.validate().is_err());
+        let c = Config::from_toml("issuer = \"ftp://x\"\n").unwrap();
+        assert!(c.validate().is_err());
+    }
+}

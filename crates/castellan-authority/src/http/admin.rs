@@ -1,0 +1,329 @@
+//! The admin API, protected by an access token for the authority itself
+//! (`aud` = issuer) with scope `castellan.admin`, from a client that is
+//! still an admin.
+
+use super::error::ApiError;
+use super::form::{read_body, require_json};
+use crate::authority::valid_client_id;
+use crate::keys::KeyInfo;
+use crate::secrets::{new_client_secret, random_id};
+use crate::{Authority, ADMIN_SCOPE};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use castellan_core::{AccessTokenClaims, HumanDuration};
+use castellan_jose::Jwks;
+use castellan_store::{ClientRecord, RevocationKind, StoreError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Admin routes, nested under `/admin/v1`.
+pub fn router() -> Router<Arc<Authority>> {
+    Router::new()
+        .route("/clients", get(list_clients).post(create_client))
+        .route("/clients/{id}", get(show_client).delete(delete_client))
+        .route("/clients/{id}/rotate-secret", post(rotate_secret))
+        .route("/keys", get(list_keys))
+        .route("/keys/rotate", post(rotate_keys))
+}
+
+async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(ApiError::bearer_required)?
+        .to_str()
+        .map_err(|_| ApiError::invalid_token("malformed Authorization header"))?;
+    let token = match value.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => t.trim(),
+        _ => return Err(ApiError::invalid_token("Authorization must be `Bearer <token>`")),
+    };
+    let claims = match auth.check_access_token(token).await {
+        Ok((c, _)) => c,
+        Err(crate::tokens::TokenRejection::Store(e)) => return Err(ApiError::server_error(&e)),
+        Err(e) => return Err(ApiError::invalid_token(e.to_string())),
+    };
+    if claims.aud != auth.issuer() {
+        return Err(ApiError::invalid_token("token is not for this authority"));
+    }
+    if !claims.scope.as_deref().unwrap_or("").split(' ').any(|s| s == ADMIN_SCOPE) {
+        return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
+    }
+    match auth.client(&claims.client_id).await? {
+        Some(c) if c.admin => Ok(claims),
+        _ => Err(ApiError::invalid_token("client is no longer an admin")),
+    }
+}
+
+async fn json_body<T: for<'de> Deserialize<'de>>(auth: &Authority, req: Request, empty_ok: bool) -> Result<Option<T>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, auth.config().limits.max_body_bytes).await?;
+    if bytes.is_empty() && empty_ok {
+        return Ok(None);
+    }
+    require_json(&parts.headers)?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::invalid_request(format!("body: {e}")))
+}
+
+/// A client as the admin API shows it; the secret only on create and rotate.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientView {
+    /// Id.
+    pub client_id: String,
+    /// Secret, only when just created or rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Audiences it may request.
+    pub audiences: Vec<String>,
+    /// Scopes it may request.
+    pub scopes: Vec<String>,
+    /// Lifetime override.
+    pub access_token_ttl: Option<String>,
+    /// `client_secret` or `private_key_jwt`.
+    pub auth_method: String,
+    /// Admin.
+    pub admin: bool,
+    /// Created.
+    pub created_at: i64,
+}
+
+impl ClientView {
+    fn of(c: &ClientRecord, secret: Option<String>) -> Self {
+        Self {
+            client_id: c.client_id.clone(),
+            client_secret: secret,
+            name: c.name.clone(),
+            audiences: c.audiences.clone(),
+            scopes: c.scopes.clone(),
+            access_token_ttl: c
+                .access_token_ttl
+                .and_then(|s| u64::try_from(s).ok())
+                .map(|s| HumanDuration::from_secs(s).to_string()),
+            auth_method: if c.jwks.is_some() { "private_key_jwt" } else { "client_secret" }.to_owned(),
+            admin: c.admin,
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// `POST /admin/v1/clients` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClient {
+    /// Human name.
+    pub name: String,
+    /// Services it may get tokens for.
+    pub audiences: Vec<String>,
+    /// Scopes it may be granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Lifetime override, `30s`..max.
+    #[serde(default)]
+    pub access_token_ttl: Option<HumanDuration>,
+    /// Public keys for `private_key_jwt`; no secret is issued then.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+}
+
+fn check_create(auth: &Authority, req: &CreateClient) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::invalid_request(m));
+    if req.name.trim().is_empty() || req.name.chars().count() > 128 || req.name.chars().any(char::is_control) {
+        return bad("name must be 1 to 128 printable characters".into());
+    }
+    if req.audiences.is_empty() && !req.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+        return bad("at least one audience is required".into());
+    }
+    if req.audiences.len() > 64 || req.scopes.len() > 64 {
+        return bad("at most 64 audiences and 64 scopes".into());
+    }
+    for a in &req.audiences {
+        if a.is_empty() || a.len() > 256 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad("audiences must be 1 to 256 characters without spaces".into());
+        }
+    }
+    for s in &req.scopes {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        if !ok {
+            return bad("scopes must be RFC 6749 scope tokens of at most 128 characters".into());
+        }
+    }
+    if let Some(ttl) = req.access_token_ttl {
+        let max = auth.config().tokens.max_access_token_ttl;
+        if ttl.secs() < 1 || ttl > max {
+            return bad(format!("access_token_ttl must be between 1s and {max}"));
+        }
+    }
+    Ok(())
+}
+
+async fn list_clients(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_admin(&auth, &headers).await?;
+    let clients = auth.store().list_clients().await.map_err(|e| ApiError::server_error(&e))?;
+    let views: Vec<ClientView> = clients.iter().map(|c| ClientView::of(c, None)).collect();
+    Ok(Json(serde_json::json!({ "clients": views })).into_response())
+}
+
+async fn create_client(State(auth): State<Arc<Authority>>, req: Request) -> Result<Response, ApiError> {
+    let caller = require_admin(&auth, req.headers()).await?;
+    let body: CreateClient = json_body(&auth, req, false)
+        .await?
+        .ok_or_else(|| ApiError::invalid_request("body required"))?;
+    check_create(&auth, &body)?;
+    let jwks = match &body.jwks {
+        Some(v) => {
+            let text = v.to_string();
+            Jwks::parse_strict(text.as_bytes()).map_err(|e| ApiError::invalid_request(format!("jwks: {e}")))?;
+            Some(text)
+        }
+        None => None,
+    };
+    let secret = if jwks.is_none() {
+        Some(new_client_secret().map_err(|e| ApiError::server_error(&e))?)
+    } else {
+        None
+    };
+    let client_id = random_id("").map_err(|e| ApiError::server_error(&e))?;
+    debug_assert!(valid_client_id(&client_id));
+    let mut audiences = body.audiences.clone();
+    audiences.dedup();
+    let mut scopes = body.scopes.clone();
+    scopes.dedup();
+    let record = ClientRecord {
+        client_id: client_id.clone(),
+        name: body.name.trim().to_owned(),
+        secret_hash: secret.as_deref().map(|s| auth.master().hash_secret(s)),
+        admin: scopes.iter().any(|s| s == ADMIN_SCOPE),
+        audiences,
+        scopes,
+        access_token_ttl: body.access_token_ttl.map(HumanDuration::secs),
+        jwks,
+        created_at: auth.now(),
+    };
+    match auth.store().insert_client(&record).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { .. }) => return Err(ApiError::conflict("client id collision; retry")),
+        Err(e) => return Err(ApiError::server_error(&e)),
+    }
+    tracing::info!(client_id = %client_id, name = %record.name, by = %caller.client_id, "client created");
+    Ok((StatusCode::CREATED, Json(ClientView::of(&record, secret))).into_response())
+}
+
+async fn find(auth: &Authority, id: &str) -> Result<ClientRecord, ApiError> {
+    auth.client(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no client `{}`", id.chars().take(128).collect::<String>())))
+}
+
+async fn show_client(
+    State(auth): State<Arc<Authority>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&auth, &headers).await?;
+    let c = find(&auth, &id).await?;
+    Ok(Json(ClientView::of(&c, None)).into_response())
+}
+
+async fn delete_client(
+    State(auth): State<Arc<Authority>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = require_admin(&auth, &headers).await?;
+    let c = find(&auth, &id).await?;
+    if c.admin {
+        let admins = auth
+            .store()
+            .list_clients()
+            .await
+            .map_err(|e| ApiError::server_error(&e))?
+            .iter()
+            .filter(|c| c.admin)
+            .count();
+        if admins <= 1 {
+            return Err(ApiError::conflict("refusing to delete the last admin client"));
+        }
+    }
+    let now = auth.now();
+    let horizon = auth.keys().schedule().token_horizon;
+    // Its live tokens die with it: a client revocation first, then the record.
+    auth.store()
+        .append_revocation(RevocationKind::Client, &c.client_id, now, now, now.saturating_add(horizon))
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
+    auth.store()
+        .delete_client(&c.client_id)
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
+    tracing::info!(client_id = %c.client_id, by = %caller.client_id, "client deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn rotate_secret(
+    State(auth): State<Arc<Authority>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = require_admin(&auth, &headers).await?;
+    let c = find(&auth, &id).await?;
+    if c.jwks.is_some() {
+        return Err(ApiError::conflict("client authenticates with private_key_jwt; it has no secret"));
+    }
+    let secret = new_client_secret().map_err(|e| ApiError::server_error(&e))?;
+    let hash = auth.master().hash_secret(&secret);
+    if !auth
+        .store()
+        .set_client_secret(&c.client_id, &hash)
+        .await
+        .map_err(|e| ApiError::server_error(&e))?
+    {
+        return Err(ApiError::not_found("client vanished"));
+    }
+    tracing::info!(client_id = %c.client_id, by = %caller.client_id, "client secret rotated");
+    let c = ClientRecord {
+        secret_hash: Some(hash),
+        ..c
+    };
+    Ok(Json(ClientView::of(&c, Some(secret))).into_response())
+}
+
+/// `GET /admin/v1/keys` and the answer of `POST /admin/v1/keys/rotate`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyList {
+    /// Every stored key.
+    pub keys: Vec<KeyInfo>,
+}
+
+async fn list_keys(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_admin(&auth, &headers).await?;
+    let set = auth.keys().current();
+    Ok(Json(KeyList { keys: set.infos.clone() }).into_response())
+}
+
+/// `POST /admin/v1/keys/rotate` body; an empty body is a routine rotation.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeys {
+    /// Withdraw the active key instead of retiring it.
+    #[serde(default)]
+    pub emergency: bool,
+}
+
+async fn rotate_keys(State(auth): State<Arc<Authority>>, req: Request) -> Result<Response, ApiError> {
+    let caller = require_admin(&auth, req.headers()).await?;
+    let body: RotateKeys = json_body(&auth, req, true).await?.unwrap_or_default();
+    let set = auth
+        .keys()
+        .rotate(body.emergency)
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
+    tracing::info!(emergency = body.emergency, by = %caller.client_id, "key rotation requested");
+    Ok(Json(KeyList { keys: set.infos.clone() }).into_response())
+}

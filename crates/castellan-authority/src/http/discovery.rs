@@ -1,0 +1,72 @@
+//! Discovery (OpenID Connect Discovery and RFC 8414), JWKS and metrics.
+
+use super::paths;
+use crate::Authority;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use castellan_jose::Algorithm;
+use serde_json::json;
+use std::sync::Arc;
+
+/// The metadata document, served at both well-known paths.
+pub fn metadata_document(auth: &Authority) -> serde_json::Value {
+    let iss = auth.issuer();
+    let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+    let auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+    json!({
+        "issuer": iss,
+        "token_endpoint": format!("{iss}{}", paths::TOKEN),
+        "jwks_uri": format!("{iss}{}", paths::JWKS),
+        "introspection_endpoint": format!("{iss}{}", paths::INTROSPECT),
+        "revocation_endpoint": format!("{iss}{}", paths::REVOKE),
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": algs,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": algs,
+        "id_token_signing_alg_values_supported": [auth.config().keys.algorithm.as_str()],
+        "access_token_signing_alg_values_supported": algs,
+        "scopes_supported": [crate::ADMIN_SCOPE],
+        "castellan_admin_endpoint": format!("{iss}{}", paths::ADMIN),
+    })
+}
+
+fn json_response(body: Vec<u8>, cache: &str) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+/// `GET /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`.
+pub async fn metadata(State(auth): State<Arc<Authority>>) -> Response {
+    let body = serde_json::to_vec(&metadata_document(&auth)).unwrap_or_default();
+    json_response(body, "public, max-age=300")
+}
+
+/// `GET /.well-known/jwks.json`: next, active and retired keys. `max-age` is
+/// the configured JWKS max-age, and the schedule publishes every next key at
+/// least twice that long before it signs.
+pub async fn jwks(State(auth): State<Arc<Authority>>) -> Response {
+    let set = auth.keys().current();
+    let max_age = auth.config().keys.jwks_max_age.secs();
+    json_response(set.jwks_json.clone(), &format!("public, max-age={max_age}"))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(auth): State<Arc<Authority>>) -> Response {
+    let mut resp = auth.render_metrics().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}

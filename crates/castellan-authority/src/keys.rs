@@ -1,0 +1,315 @@
+//! The key manager: signing keys through their lifecycle
+//! `next -> active -> retired -> gone`, or `withdrawn` in an emergency.
+//!
+//! The store is the truth; after every change the manager reloads an
+//! immutable [`KeySet`] and swaps it in, so the token endpoint reads keys
+//! without locks.
+
+use crate::secrets::{MasterKey, SecretError};
+use arc_swap::ArcSwap;
+use castellan_core::{Clock, UnixTime};
+use castellan_jose::{Algorithm, JoseError, Jwks, PublicJwk, SigningKey, VerifyingKey};
+use castellan_store::{KeyRecord, KeyState, RevocationKind, Store, StoreError};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Why a key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Sealing or unsealing failed.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// A key could not be generated or parsed.
+    #[error("signing key `{kid}`: {source}")]
+    Jose { kid: String, source: JoseError },
+    /// The stored keys break an invariant (for example two active keys).
+    #[error("stored signing keys are inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// The schedule the manager follows.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySchedule {
+    /// Algorithm of new keys.
+    pub algorithm: Algorithm,
+    /// Seconds a key signs before the next takes over.
+    pub rotation_interval: i64,
+    /// JWKS `max-age` in seconds; a next key is published at least twice this before it signs.
+    pub jwks_max_age: i64,
+    /// Longest access-token lifetime plus leeway: how long a retired or withdrawn key is kept.
+    pub token_horizon: i64,
+}
+
+/// What `keys list` shows about a key; never the private half.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub alg: String,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Created and published.
+    pub created_at: UnixTime,
+    /// Started signing.
+    pub activated_at: Option<UnixTime>,
+    /// Stopped signing.
+    pub retired_at: Option<UnixTime>,
+    /// Deleted at (retired) / kept for introspection until (withdrawn).
+    pub remove_at: Option<UnixTime>,
+}
+
+impl From<&KeyRecord> for KeyInfo {
+    fn from(k: &KeyRecord) -> Self {
+        Self {
+            kid: k.kid.clone(),
+            alg: k.alg.clone(),
+            state: k.state,
+            created_at: k.created_at,
+            activated_at: k.activated_at,
+            retired_at: k.retired_at,
+            remove_at: k.remove_at,
+        }
+    }
+}
+
+/// An immutable snapshot of the keys.
+#[derive(Debug)]
+pub struct KeySet {
+    /// The one key that signs.
+    pub active: SigningKey,
+    /// The published JWKS document, serialised once.
+    pub jwks_json: Vec<u8>,
+    /// Keys whose tokens are valid: active and retired (never next, never withdrawn).
+    pub verifying: HashMap<String, VerifyingKey>,
+    /// Every stored key, for listing.
+    pub infos: Vec<KeyInfo>,
+}
+
+/// Owns the signing keys.
+#[derive(Debug)]
+pub struct KeyManager {
+    store: Arc<dyn Store>,
+    master: Arc<MasterKey>,
+    clock: Arc<dyn Clock>,
+    schedule: KeySchedule,
+    current: ArcSwap<KeySet>,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+fn jose(kid: &str) -> impl FnOnce(JoseError) -> KeyError + '_ {
+    move |source| KeyError::Jose {
+        kid: kid.to_owned(),
+        source,
+    }
+}
+
+impl KeyManager {
+    /// Loads the keys, creating the first active and next keys on an empty store.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        master: Arc<MasterKey>,
+        clock: Arc<dyn Clock>,
+        schedule: KeySchedule,
+    ) -> Result<Self, KeyError> {
+        let now = clock.now();
+        let mut keys = store.list_keys().await?;
+        let mut upserts = Vec::new();
+        if !keys.iter().any(|k| k.state == KeyState::Active) {
+            let mut first = new_record(&master, schedule.algorithm, now)?;
+            first.state = KeyState::Active;
+            first.activated_at = Some(now);
+            upserts.push(first);
+        }
+        if !keys.iter().any(|k| k.state == KeyState::Next) {
+            upserts.push(new_record(&master, schedule.algorithm, now)?);
+        }
+        if !upserts.is_empty() {
+            store.write_keys(&upserts, &[]).await?;
+            keys = store.list_keys().await?;
+        }
+        let set = build_set(&master, &keys)?;
+        Ok(Self {
+            store,
+            master,
+            clock,
+            schedule,
+            current: ArcSwap::from_pointee(set),
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<KeySet> {
+        self.current.load_full()
+    }
+
+    /// The schedule in force.
+    pub fn schedule(&self) -> KeySchedule {
+        self.schedule
+    }
+
+    async fn reload(&self) -> Result<Arc<KeySet>, KeyError> {
+        let keys = self.store.list_keys().await?;
+        let set = Arc::new(build_set(&self.master, &keys)?);
+        self.current.store(set.clone());
+        Ok(set)
+    }
+
+    /// One scheduler step: drop keys past their horizon, keep a next key
+    /// published, and promote it once the active key has served its interval
+    /// and the next key has been published for at least twice the JWKS max-age.
+    /// Returns true when the key set changed.
+    pub async fn maintain(&self) -> Result<bool, KeyError> {
+        let _guard = self.write_lock.lock().await;
+        let now = self.clock.now();
+        let keys = self.store.list_keys().await?;
+        let s = self.schedule;
+        let deletes: Vec<String> = keys
+            .iter()
+            .filter(|k| matches!(k.state, KeyState::Retired | KeyState::Withdrawn))
+            .filter(|k| k.remove_at.is_some_and(|t| t <= now))
+            .map(|k| k.kid.clone())
+            .collect();
+        let mut upserts = Vec::new();
+        let active = keys.iter().find(|k| k.state == KeyState::Active);
+        let next = keys.iter().find(|k| k.state == KeyState::Next);
+        match (active, next) {
+            (Some(active), Some(next)) => {
+                let served = active.activated_at.unwrap_or(active.created_at).saturating_add(s.rotation_interval) <= now;
+                let published = next.created_at.saturating_add(s.jwks_max_age.saturating_mul(2)) <= now;
+                if served && published {
+                    upserts.extend(promote(active, next, now, s.token_horizon, KeyState::Retired));
+                    upserts.push(new_record(&self.master, s.algorithm, now)?);
+                    tracing::info!(old = %active.kid, new = %next.kid, "scheduled key rotation");
+                }
+            }
+            (Some(_), None) => upserts.push(new_record(&self.master, s.algorithm, now)?),
+            (None, _) => return Err(KeyError::Inconsistent("no active key".to_owned())),
+        }
+        if upserts.is_empty() && deletes.is_empty() {
+            return Ok(false);
+        }
+        for kid in &deletes {
+            tracing::info!(kid = %kid, "key removed after its last token expired");
+        }
+        self.store.write_keys(&upserts, &deletes).await?;
+        self.reload().await?;
+        Ok(true)
+    }
+
+    /// Makes the published next key active now. In an emergency the active
+    /// key is withdrawn (gone from JWKS at once, its tokens invalid) instead
+    /// of retired. A new next key is published either way.
+    pub async fn rotate(&self, emergency: bool) -> Result<Arc<KeySet>, KeyError> {
+        let _guard = self.write_lock.lock().await;
+        let now = self.clock.now();
+        let s = self.schedule;
+        let keys = self.store.list_keys().await?;
+        let active = keys
+            .iter()
+            .find(|k| k.state == KeyState::Active)
+            .ok_or_else(|| KeyError::Inconsistent("no active key".to_owned()))?;
+        let generated;
+        let next = match keys.iter().find(|k| k.state == KeyState::Next) {
+            Some(n) => n,
+            None => {
+                generated = new_record(&self.master, s.algorithm, now)?;
+                &generated
+            }
+        };
+        let old_state = if emergency { KeyState::Withdrawn } else { KeyState::Retired };
+        let mut upserts: Vec<KeyRecord> = promote(active, next, now, s.token_horizon, old_state).collect();
+        upserts.push(new_record(&self.master, s.algorithm, now)?);
+        self.store.write_keys(&upserts, &[]).await?;
+        if emergency {
+            self.store
+                .append_revocation(RevocationKind::Key, &active.kid, now, now, now.saturating_add(s.token_horizon))
+                .await?;
+            tracing::warn!(withdrawn = %active.kid, active = %next.kid, "emergency rotation: key withdrawn");
+        } else {
+            tracing::info!(retired = %active.kid, active = %next.kid, "manual key rotation");
+        }
+        self.reload().await
+    }
+}
+
+fn promote(
+    active: &KeyRecord,
+    next: &KeyRecord,
+    now: UnixTime,
+    horizon: i64,
+    old_state: KeyState,
+) -> impl Iterator<Item = KeyRecord> {
+    let old = KeyRecord {
+        state: old_state,
+        retired_at: Some(now),
+        remove_at: Some(now.saturating_add(horizon)),
+        ..active.clone()
+    };
+    let new = KeyRecord {
+        state: KeyState::Active,
+        activated_at: Some(now),
+        ..next.clone()
+    };
+    [old, new].into_iter()
+}
+
+fn new_record(master: &MasterKey, alg: Algorithm, now: UnixTime) -> Result<KeyRecord, KeyError> {
+    let (key, pkcs8) = SigningKey::generate(alg).map_err(jose("new"))?;
+    let public_jwk = serde_json::to_string(key.public_jwk()).map_err(|e| KeyError::Inconsistent(e.to_string()))?;
+    Ok(KeyRecord {
+        kid: key.kid().to_owned(),
+        alg: alg.as_str().to_owned(),
+        state: KeyState::Next,
+        private_enc: master.seal(key.kid(), &pkcs8)?,
+        public_jwk,
+        created_at: now,
+        activated_at: None,
+        retired_at: None,
+        remove_at: None,
+    })
+}
+
+fn build_set(master: &MasterKey, keys: &[KeyRecord]) -> Result<KeySet, KeyError> {
+    let mut actives = keys.iter().filter(|k| k.state == KeyState::Active);
+    let active_rec = actives
+        .next()
+        .ok_or_else(|| KeyError::Inconsistent("no active key".to_owned()))?;
+    if actives.next().is_some() {
+        return Err(KeyError::Inconsistent("more than one active key".to_owned()));
+    }
+    let alg: Algorithm = active_rec.alg.parse().map_err(jose(&active_rec.kid))?;
+    let pkcs8 = master.open(&active_rec.kid, &active_rec.private_enc)?;
+    let active = SigningKey::from_pkcs8(alg, &pkcs8).map_err(jose(&active_rec.kid))?;
+    if active.kid() != active_rec.kid {
+        return Err(KeyError::Inconsistent(format!("key `{}` does not match its id", active_rec.kid)));
+    }
+    let mut published: Vec<PublicJwk> = Vec::new();
+    let mut verifying = HashMap::new();
+    // Active first, then next, then retired: verifiers that try keys in order find the common case first.
+    for state in [KeyState::Active, KeyState::Next, KeyState::Retired] {
+        for rec in keys.iter().filter(|k| k.state == state) {
+            let jwk: PublicJwk = serde_json::from_str(&rec.public_jwk).map_err(|e| KeyError::Jose {
+                kid: rec.kid.clone(),
+                source: JoseError::BadKey(e.to_string()),
+            })?;
+            if state != KeyState::Next {
+                verifying.insert(rec.kid.clone(), VerifyingKey::from_jwk(&jwk).map_err(jose(&rec.kid))?);
+            }
+            published.push(jwk);
+        }
+    }
+    let jwks_json =
+        serde_json::to_vec(&Jwks { keys: published }).map_err(|e| KeyError::Inconsistent(e.to_string()))?;
+    Ok(KeySet {
+        active,
+        jwks_json,
+        verifying,
+        infos: keys.iter().map(KeyInfo::from).collect(),
+    })
+}

@@ -1,0 +1,18 @@
+//! Serving: the router on a listener, the scheduler beside it, graceful shutdown.
+
+use crate::Authority;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves until `shutdown` resolves, running the key scheduler meanwhile.
+pub async fn serve<F>(auth: Arc<Authority>, listener: TcpListener, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let scheduler = tokio::spawn(auth.clone().run_scheduler());
+    let app = crate::http::router(auth).layer(tower_http::trace::TraceLayer::new_for_http());
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    scheduler.abort();
+    result
+}
