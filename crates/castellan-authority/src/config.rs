@@ -31,6 +31,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Issuer URL; defaults to `http://` + `listen`.
     pub issuer: Option<String>,
+    /// SPIFFE trust domain of the internal CA (used once the CA is enabled).
+    pub trust_domain: Option<String>,
     /// Token lifetimes.
     pub tokens: TokenConfig,
     /// Signing keys and their rotation.
@@ -80,6 +82,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./castellan-data"),
             issuer: None,
+            trust_domain: None,
             tokens: TokenConfig::default(),
             keys: KeyConfig::default(),
             limits: LimitConfig::default(),
@@ -147,6 +150,14 @@ impl Config {
         match url::Url::parse(&issuer) {
             Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.query().is_none() && u.fragment().is_none() => {}
             _ => return invalid(format!("issuer `{issuer}` must be an http(s) URL without query or fragment")),
+        }
+        if let Some(td) = &self.trust_domain {
+            let ok = !td.is_empty()
+                && td.len() <= 255
+                && td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_'));
+            if !ok {
+                return invalid(format!("trust_domain `{td}` must be lowercase letters, digits, `-`, `.` or `_`"));
+            }
         }
         let t = &self.tokens;
         if t.access_token_ttl.secs() < 1 {

@@ -1,1 +1,205 @@
+//! Boots a real Castellan authority in-process, on an ephemeral loopback
+//! port, with a clock the test moves. Integration tests speak HTTP to it.
 #![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test helper: failing loudly is its job
+
+use castellan_authority::{Authority, Config, StartEnv};
+use castellan_core::ManualClock;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// The bootstrap admin every test authority starts with.
+pub const ADMIN_ID: &str = "test-admin";
+/// Its secret.
+pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789abcdef0123456789";
+
+/// A running in-process authority.
+pub struct TestAuthority {
+    /// Base URL (also the issuer).
+    pub url: String,
+    /// The authority itself, for scheduler steps and inspection.
+    pub authority: Arc<Authority>,
+    /// The clock it reads.
+    pub clock: ManualClock,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestAuthority {
+    /// Default configuration, clock at the real now.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// With a configuration tweak.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut config = Config {
+            listen: addr,
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let clock = ManualClock::starting_now();
+        let env = StartEnv {
+            master_key: None,
+            bootstrap_admin_id: Some(ADMIN_ID.to_owned()),
+            bootstrap_admin_secret: Some(ADMIN_SECRET.to_owned()),
+        };
+        let authority = Authority::open(config, &env, Arc::new(clock.clone()))
+            .await
+            .expect("authority starts");
+        let (tx, rx) = oneshot::channel::<()>();
+        let app = castellan_authority::http::router(authority.clone());
+        tokio::spawn(async move {
+            let _ = axum_serve(listener, app, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Self {
+            url: authority.issuer().to_owned(),
+            authority,
+            clock,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            _dir: dir,
+        }
+    }
+
+    /// `POST /oauth2/token` with a form, Basic-authenticated when `basic` is given.
+    pub async fn token_request(&self, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> reqwest::Response {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .http
+            .post(format!("{}/oauth2/token", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        req.send().await.expect("token request")
+    }
+
+    /// A token for the admin API.
+    pub async fn admin_token(&self) -> String {
+        let resp = self
+            .token_request(
+                Some((ADMIN_ID, ADMIN_SECRET)),
+                &[("grant_type", "client_credentials"), ("scope", "castellan.admin"), ("audience", &self.url)],
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "admin token");
+        let v: Value = resp.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Calls the admin API.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let token = self.admin_token().await;
+        let mut req = self
+            .http
+            .request(method, format!("{}/admin/v1{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a secret client for `aud`; returns (id, secret).
+    pub async fn client(&self, name: &str, audiences: &[&str], scopes: &[&str]) -> (String, String) {
+        let (status, v) = self
+            .admin(
+                reqwest::Method::POST,
+                "/clients",
+                Some(json!({"name": name, "audiences": audiences, "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        (
+            v["client_id"].as_str().unwrap().to_owned(),
+            v["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A client_credentials token; panics unless 200.
+    pub async fn access_token(&self, id: &str, secret: &str, extra: &[(&str, &str)]) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend_from_slice(extra);
+        let resp = self.token_request(Some((id, secret)), &form).await;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The published JWKS.
+    pub async fn jwks(&self) -> Value {
+        self.http
+            .get(format!("{}/.well-known/jwks.json", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Kids in the published JWKS, in order.
+    pub async fn published_kids(&self) -> Vec<String> {
+        self.jwks().await["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Introspects with the admin client; returns the JSON answer.
+    pub async fn introspect(&self, token: &str) -> Value {
+        self.http
+            .post(format!("{}/oauth2/introspect", self.url))
+            .basic_auth(ADMIN_ID, Some(ADMIN_SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+impl Drop for TestAuthority {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The kid in a compact JWS header.
+pub fn kid_of(token: &str) -> String {
+    castellan_jose::decode_unverified_header(token).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}

@@ -1,0 +1,261 @@
+//! Admin commands: discover the authority, get an admin token with the
+//! configured credentials, call the admin API, print the answer.
+
+use crate::cli::{ClientCommand, Conn, KeysCommand};
+use anyhow::{anyhow, bail, Context};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::Path;
+
+#[derive(Deserialize)]
+struct Credentials {
+    client_id: String,
+    client_secret: String,
+}
+
+fn credentials(conn: &Conn) -> anyhow::Result<Credentials> {
+    if let Some(path) = &conn.credentials {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read credentials `{}`", path.display()))?;
+        return serde_json::from_str(&text)
+            .with_context(|| format!("credentials `{}` must hold client_id and client_secret", path.display()));
+    }
+    match (std::env::var("CASTELLAN_CLIENT_ID"), std::env::var("CASTELLAN_CLIENT_SECRET")) {
+        (Ok(client_id), Ok(client_secret)) => Ok(Credentials { client_id, client_secret }),
+        _ => bail!("no credentials: pass --credentials FILE or set CASTELLAN_CLIENT_ID and CASTELLAN_CLIENT_SECRET"),
+    }
+}
+
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    json: bool,
+}
+
+async fn error_of(resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let code = body.get("error").and_then(Value::as_str).unwrap_or("error");
+    let desc = body.get("error_description").and_then(Value::as_str).unwrap_or("");
+    anyhow!("{status}: {code}: {desc}")
+}
+
+impl Admin {
+    async fn connect(conn: &Conn) -> anyhow::Result<Self> {
+        let creds = credentials(conn)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        let server = conn.server.trim_end_matches('/');
+        let meta: Value = http
+            .get(format!("{server}/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the authority at {server}"))?
+            .error_for_status()?
+            .json()
+            .await
+            .context("discovery document is not JSON")?;
+        let field = |name: &str| {
+            meta.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("discovery document lacks `{name}`"))
+        };
+        let issuer = field("issuer")?;
+        let token_endpoint = field("token_endpoint")?;
+        let base = field("castellan_admin_endpoint")?;
+        let resp = http
+            .post(&token_endpoint)
+            .basic_auth(
+                url_encode(&creds.client_id),
+                Some(url_encode(&creds.client_secret)),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&scope=castellan.admin&audience={}",
+                url_encode(&issuer)
+            ))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(error_of(resp).await.context("admin sign-in failed"));
+        }
+        let body: Value = resp.json().await?;
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("token response lacks access_token"))?
+            .to_owned();
+        Ok(Self {
+            http,
+            base,
+            token,
+            json: conn.json,
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        if !resp.status().is_success() {
+            return Err(error_of(resp).await);
+        }
+        if resp.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        Ok(resp.json().await?)
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print(json: bool, value: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        human(value);
+    }
+    Ok(())
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("-")
+}
+
+fn time(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_i64).map_or_else(|| "-".to_owned(), |t| t.to_string())
+}
+
+fn print_keys(v: &Value) {
+    println!("{:<44} {:<6} {:<10} {:>11} {:>11} {:>11}", "KID", "ALG", "STATE", "CREATED", "ACTIVATED", "REMOVE_AT");
+    for k in v.get("keys").and_then(Value::as_array).into_iter().flatten() {
+        println!(
+            "{:<44} {:<6} {:<10} {:>11} {:>11} {:>11}",
+            s(k, "kid"),
+            s(k, "alg"),
+            s(k, "state"),
+            time(k, "created_at"),
+            time(k, "activated_at"),
+            time(k, "remove_at")
+        );
+    }
+}
+
+fn print_client(c: &Value) {
+    println!("client_id:   {}", s(c, "client_id"));
+    if let Some(secret) = c.get("client_secret").and_then(Value::as_str) {
+        println!("secret:      {secret}   (shown once; store it now)");
+    }
+    println!("name:        {}", s(c, "name"));
+    let list = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    println!("audiences:   {}", list("audiences"));
+    println!("scopes:      {}", list("scopes"));
+    println!("auth method: {}", s(c, "auth_method"));
+    println!("token ttl:   {}", c.get("access_token_ttl").and_then(Value::as_str).unwrap_or("default"));
+}
+
+pub async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::List { conn } => {
+            let admin = Admin::connect(&conn).await?;
+            let v = admin.call(reqwest::Method::GET, "/keys", None).await?;
+            print(admin.json, &v, print_keys)
+        }
+        KeysCommand::Rotate { emergency, conn } => {
+            let admin = Admin::connect(&conn).await?;
+            if !admin.json {
+                eprintln!("rotating signing keys{}...", if emergency { " (emergency: withdrawing the active key)" } else { "" });
+            }
+            let v = admin
+                .call(reqwest::Method::POST, "/keys/rotate", Some(json!({ "emergency": emergency })))
+                .await?;
+            print(admin.json, &v, print_keys)
+        }
+    }
+}
+
+fn read_jwks(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))
+}
+
+pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match cmd {
+        ClientCommand::Create {
+            name,
+            audiences,
+            scopes,
+            access_token_ttl,
+            jwks,
+            conn,
+        } => {
+            if let Some(ttl) = &access_token_ttl {
+                castellan_core::parse_duration(ttl).with_context(|| "--access-token-ttl".to_owned())?;
+            }
+            let mut body = json!({ "name": name, "audiences": audiences, "scopes": scopes });
+            if let (Some(ttl), Some(obj)) = (access_token_ttl, body.as_object_mut()) {
+                obj.insert("access_token_ttl".to_owned(), json!(ttl));
+            }
+            if let (Some(path), Some(obj)) = (jwks, body.as_object_mut()) {
+                obj.insert("jwks".to_owned(), read_jwks(&path)?);
+            }
+            let admin = Admin::connect(&conn).await?;
+            let v = admin.call(Method::POST, "/clients", Some(body)).await?;
+            print(admin.json, &v, print_client)
+        }
+        ClientCommand::List { conn } => {
+            let admin = Admin::connect(&conn).await?;
+            let v = admin.call(Method::GET, "/clients", None).await?;
+            print(admin.json, &v, |v| {
+                println!("{:<24} {:<16} {:<32} AUDIENCES", "CLIENT_ID", "AUTH", "NAME");
+                for c in v.get("clients").and_then(Value::as_array).into_iter().flatten() {
+                    let auds = c
+                        .get("audiences")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default();
+                    println!("{:<24} {:<16} {:<32} {}", s(c, "client_id"), s(c, "auth_method"), s(c, "name"), auds);
+                }
+            })
+        }
+        ClientCommand::Show { client_id, conn } => {
+            let admin = Admin::connect(&conn).await?;
+            let v = admin.call(Method::GET, &format!("/clients/{}", url_encode(&client_id)), None).await?;
+            print(admin.json, &v, print_client)
+        }
+        ClientCommand::Delete { client_id, conn } => {
+            let admin = Admin::connect(&conn).await?;
+            admin
+                .call(Method::DELETE, &format!("/clients/{}", url_encode(&client_id)), None)
+                .await?;
+            print(admin.json, &json!({ "deleted": client_id }), |_| println!("deleted {client_id}"))
+        }
+        ClientCommand::RotateSecret { client_id, conn } => {
+            let admin = Admin::connect(&conn).await?;
+            let v = admin
+                .call(Method::POST, &format!("/clients/{}/rotate-secret", url_encode(&client_id)), None)
+                .await?;
+            print(admin.json, &v, print_client)
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Command-line grammar and dispatch.
+
+use crate::{admin, serve};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Castellan: the auth foundation for microservice platforms.
+#[derive(Debug, Parser)]
+#[command(name = "castellan", version, about)]
+pub struct Cli {
+    /// Log format of long-running commands.
+    #[arg(long, global = true, env = "CASTELLAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object a line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the authority.
+    Serve(serve::ServeArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Inspect and rotate signing keys on a running authority.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage OAuth clients on a running authority.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file (and the CASTELLAN_* overrides) without starting anything.
+    Check {
+        /// The file; also `--config` or CASTELLAN_CONFIG.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        serve: serve::ServeArgs,
+        /// Print the effective configuration as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How admin commands reach and authenticate to the authority.
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
+    /// Authority URL.
+    #[arg(long, env = "CASTELLAN_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// JSON file with `client_id` and `client_secret` (such as bootstrap-admin.json).
+    #[arg(long, global = true)]
+    pub credentials: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys and their states.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Make the published next key active now; `--emergency` withdraws the active key at once.
+    Rotate {
+        /// Withdraw the active key (compromise): removed from JWKS, its tokens invalid.
+        #[arg(long)]
+        emergency: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its id and (once) its secret.
+    Create {
+        /// Human name.
+        name: String,
+        /// Service(s) it may get tokens for.
+        #[arg(long = "audience", required = true, num_args = 1..)]
+        audiences: Vec<String>,
+        /// Scope(s) it may be granted.
+        #[arg(long = "scope", num_args = 1..)]
+        scopes: Vec<String>,
+        /// Access-token lifetime for this client (`30s`, `5m`, `1h`).
+        #[arg(long)]
+        access_token_ttl: Option<String>,
+        /// JWK Set file for private_key_jwt; no secret is issued then.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List clients.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show one client.
+    Show {
+        /// Client id.
+        client_id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete a client; its live tokens stop being valid.
+    Delete {
+        /// Client id.
+        client_id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Issue a new secret; the old one stops working at once.
+    RotateSecret {
+        /// Client id.
+        client_id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args, cli.log_format).await,
+        Command::Config(ConfigCommand::Check { file, serve, json }) => serve::check(file, serve, json),
+        Command::Keys(cmd) => admin::keys(cmd).await,
+        Command::Client(cmd) => admin::client(cmd).await,
+    }
+}
