@@ -33,7 +33,10 @@ impl std::fmt::Debug for StartEnv {
         f.debug_struct("StartEnv")
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
             .field("bootstrap_admin_id", &self.bootstrap_admin_id)
-            .field("bootstrap_admin_secret", &self.bootstrap_admin_secret.as_ref().map(|_| "<set>"))
+            .field(
+                "bootstrap_admin_secret",
+                &self.bootstrap_admin_secret.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }

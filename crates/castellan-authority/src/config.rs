@@ -113,7 +113,9 @@ impl Default for KeyConfig {
 
 impl Default for LimitConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 16 * 1024 }
+        Self {
+            max_body_bytes: 16 * 1024,
+        }
     }
 }
 
@@ -148,15 +150,25 @@ impl Config {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         let issuer = self.issuer();
         match url::Url::parse(&issuer) {
-            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.query().is_none() && u.fragment().is_none() => {}
-            _ => return invalid(format!("issuer `{issuer}` must be an http(s) URL without query or fragment")),
+            Ok(u)
+                if (u.scheme() == "https" || u.scheme() == "http") && u.query().is_none() && u.fragment().is_none() => {
+            }
+            _ => {
+                return invalid(format!(
+                    "issuer `{issuer}` must be an http(s) URL without query or fragment"
+                ))
+            }
         }
         if let Some(td) = &self.trust_domain {
             let ok = !td.is_empty()
                 && td.len() <= 255
-                && td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_'));
+                && td
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_'));
             if !ok {
-                return invalid(format!("trust_domain `{td}` must be lowercase letters, digits, `-`, `.` or `_`"));
+                return invalid(format!(
+                    "trust_domain `{td}` must be lowercase letters, digits, `-`, `.` or `_`"
+                ));
             }
         }
         let t = &self.tokens;
@@ -213,7 +225,9 @@ mod tests {
         let c = Config::from_toml("[keys]\nrotation_interval = \"1d\"\nalgorithm = \"EdDSA\"\n").unwrap();
         assert_eq!(c.keys.rotation_interval.secs(), 86_400);
         assert_eq!(c.keys.algorithm, Algorithm::EdDSA);
-        assert!(Config::from_toml("[keys]\nrotation = \"1d\"\n").unwrap_err().contains("unknown field"));
+        assert!(Config::from_toml("[keys]\nrotation = \"1d\"\n")
+            .unwrap_err()
+            .contains("unknown field"));
         assert!(Config::from_toml("[tokens]\naccess_token_ttl = \"5 minutes\"\n").is_err());
         assert!(Config::from_toml("[keys]\nalgorithm = \"HS256\"\n").is_err());
     }

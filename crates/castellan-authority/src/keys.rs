@@ -180,7 +180,11 @@ impl KeyManager {
         let next = keys.iter().find(|k| k.state == KeyState::Next);
         match (active, next) {
             (Some(active), Some(next)) => {
-                let served = active.activated_at.unwrap_or(active.created_at).saturating_add(s.rotation_interval) <= now;
+                let served = active
+                    .activated_at
+                    .unwrap_or(active.created_at)
+                    .saturating_add(s.rotation_interval)
+                    <= now;
                 let published = next.created_at.saturating_add(s.jwks_max_age.saturating_mul(2)) <= now;
                 if served && published {
                     upserts.extend(promote(active, next, now, s.token_horizon, KeyState::Retired));
@@ -222,13 +226,23 @@ impl KeyManager {
                 &generated
             }
         };
-        let old_state = if emergency { KeyState::Withdrawn } else { KeyState::Retired };
+        let old_state = if emergency {
+            KeyState::Withdrawn
+        } else {
+            KeyState::Retired
+        };
         let mut upserts: Vec<KeyRecord> = promote(active, next, now, s.token_horizon, old_state).collect();
         upserts.push(new_record(&self.master, s.algorithm, now)?);
         self.store.write_keys(&upserts, &[]).await?;
         if emergency {
             self.store
-                .append_revocation(RevocationKind::Key, &active.kid, now, now, now.saturating_add(s.token_horizon))
+                .append_revocation(
+                    RevocationKind::Key,
+                    &active.kid,
+                    now,
+                    now,
+                    now.saturating_add(s.token_horizon),
+                )
                 .await?;
             tracing::warn!(withdrawn = %active.kid, active = %next.kid, "emergency rotation: key withdrawn");
         } else {
@@ -287,7 +301,10 @@ fn build_set(master: &MasterKey, keys: &[KeyRecord]) -> Result<KeySet, KeyError>
     let pkcs8 = master.open(&active_rec.kid, &active_rec.private_enc)?;
     let active = SigningKey::from_pkcs8(alg, &pkcs8).map_err(jose(&active_rec.kid))?;
     if active.kid() != active_rec.kid {
-        return Err(KeyError::Inconsistent(format!("key `{}` does not match its id", active_rec.kid)));
+        return Err(KeyError::Inconsistent(format!(
+            "key `{}` does not match its id",
+            active_rec.kid
+        )));
     }
     let mut published: Vec<PublicJwk> = Vec::new();
     let mut verifying = HashMap::new();
@@ -304,12 +321,20 @@ fn build_set(master: &MasterKey, keys: &[KeyRecord]) -> Result<KeySet, KeyError>
             published.push(jwk);
         }
     }
-    let jwks_json =
-        serde_json::to_vec(&Jwks { keys: published }).map_err(|e| KeyError::Inconsistent(e.to_string()))?;
+    let jwks_json = serde_json::to_vec(&Jwks { keys: published }).map_err(|e| KeyError::Inconsistent(e.to_string()))?;
     Ok(KeySet {
         active,
         jwks_json,
         verifying,
-        infos: keys.iter().map(KeyInfo::from).collect(),
+        infos: {
+            let rank = |s: KeyState| {
+                [KeyState::Active, KeyState::Next, KeyState::Retired, KeyState::Withdrawn]
+                    .iter()
+                    .position(|x| *x == s)
+            };
+            let mut infos: Vec<KeyInfo> = keys.iter().map(KeyInfo::from).collect();
+            infos.sort_by_key(|k| (rank(k.state), k.created_at));
+            infos
+        },
     })
 }

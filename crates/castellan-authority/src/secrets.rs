@@ -38,7 +38,10 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
 
 /// A random identifier: `prefix` + 16 bytes of base64url.
 pub fn random_id(prefix: &str) -> Result<String, SecretError> {
-    Ok(format!("{prefix}{}", castellan_jose::b64::encode(&random_bytes::<16>()?)))
+    Ok(format!(
+        "{prefix}{}",
+        castellan_jose::b64::encode(&random_bytes::<16>()?)
+    ))
 }
 
 /// A new client secret: 256 random bits, base64url.
@@ -121,7 +124,11 @@ impl MasterKey {
         let nonce_bytes = random_bytes::<NONCE_LEN>()?;
         let mut buf = plain.to_vec();
         self.aead
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(context.as_bytes()), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(context.as_bytes()),
+                &mut buf,
+            )
             .map_err(|_| SecretError::Random)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + buf.len());
         out.push(SEAL_V1);
@@ -212,7 +219,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("master.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(MasterKey::from_base64("c2hvcnQ=").is_err());

@@ -108,10 +108,18 @@ impl Authority {
             return Err(TokenRejection::NotYetValid);
         }
         let store = self.store();
-        if store.find_revocation(RevocationKind::Key, &verified.kid, now).await?.is_some() {
+        if store
+            .find_revocation(RevocationKind::Key, &verified.kid, now)
+            .await?
+            .is_some()
+        {
             return Err(TokenRejection::Revoked("key withdrawn"));
         }
-        if store.find_revocation(RevocationKind::Session, &claims.sid, now).await?.is_some() {
+        if store
+            .find_revocation(RevocationKind::Session, &claims.sid, now)
+            .await?
+            .is_some()
+        {
             return Err(TokenRejection::Revoked("session"));
         }
         for (kind, value, what) in [

@@ -7,7 +7,13 @@ use castellan_testkit::{kid_of, TestAuthority, ADMIN_ID, ADMIN_SECRET};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn form_post(ta: &TestAuthority, path: &str, basic: Option<(&str, &str)>, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+async fn form_post(
+    ta: &TestAuthority,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut req = ta
         .http
         .post(format!("{}{path}", ta.url))
@@ -27,11 +33,32 @@ fn claims_of(token: &str) -> Value {
 #[tokio::test]
 async fn discovery_advertises_every_endpoint() {
     let ta = TestAuthority::start().await;
-    let a: Value = ta.http.get(format!("{}/.well-known/openid-configuration", ta.url)).send().await.unwrap().json().await.unwrap();
-    let b: Value = ta.http.get(format!("{}/.well-known/oauth-authorization-server", ta.url)).send().await.unwrap().json().await.unwrap();
+    let a: Value = ta
+        .http
+        .get(format!("{}/.well-known/openid-configuration", ta.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b: Value = ta
+        .http
+        .get(format!("{}/.well-known/oauth-authorization-server", ta.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(a, b);
     assert_eq!(a["issuer"], ta.url);
-    for field in ["token_endpoint", "jwks_uri", "introspection_endpoint", "revocation_endpoint"] {
+    for field in [
+        "token_endpoint",
+        "jwks_uri",
+        "introspection_endpoint",
+        "revocation_endpoint",
+    ] {
         let url = a[field].as_str().unwrap();
         assert!(url.starts_with(&ta.url), "{field}");
         let method = if field == "jwks_uri" { Method::GET } else { Method::POST };
@@ -43,14 +70,22 @@ async fn discovery_advertises_every_endpoint() {
     for m in ["client_secret_basic", "client_secret_post", "private_key_jwt"] {
         assert!(methods.contains(&json!(m)), "{m}");
     }
-    assert!(a["token_endpoint_auth_signing_alg_values_supported"].as_array().unwrap().contains(&json!("ES256")));
+    assert!(a["token_endpoint_auth_signing_alg_values_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("ES256")));
     assert!(a["id_token_signing_alg_values_supported"].as_array().is_some());
 }
 
 #[tokio::test]
 async fn jwks_publishes_public_keys_only_with_a_max_age() {
     let ta = TestAuthority::start().await;
-    let resp = ta.http.get(format!("{}/.well-known/jwks.json", ta.url)).send().await.unwrap();
+    let resp = ta
+        .http
+        .get(format!("{}/.well-known/jwks.json", ta.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["cache-control"], "public, max-age=300");
     let text = resp.text().await.unwrap();
     let jwks: Value = serde_json::from_str(&text).unwrap();
@@ -73,7 +108,10 @@ async fn client_credentials_issues_rfc9068_tokens() {
     let (id, secret) = ta.client("orders-caller", &["orders"], &["read", "write"]).await;
     // client_secret_basic
     let resp = ta
-        .token_request(Some((&id, &secret)), &[("grant_type", "client_credentials"), ("scope", "read")])
+        .token_request(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("scope", "read")],
+        )
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["cache-control"], "no-store");
@@ -87,9 +125,14 @@ async fn client_credentials_issues_rfc9068_tokens() {
     assert_eq!(header["alg"], "ES256");
     let jwks = ta.jwks().await.to_string();
     let keys = Jwks::parse_strict(jwks.as_bytes()).unwrap();
-    let verified = verify_compact(token, VerifyOptions { expected_typ: Some("at+jwt"), ..Default::default() }, |kid| {
-        keys.iter().find(|k| k.kid() == kid)
-    })
+    let verified = verify_compact(
+        token,
+        VerifyOptions {
+            expected_typ: Some("at+jwt"),
+            ..Default::default()
+        },
+        |kid| keys.iter().find(|k| k.kid() == kid),
+    )
     .unwrap();
     let c = verified.claims;
     assert_eq!(c["iss"], ta.url);
@@ -103,7 +146,12 @@ async fn client_credentials_issues_rfc9068_tokens() {
     let resp = ta
         .token_request(
             None,
-            &[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", &secret), ("resource", "orders")],
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", &secret),
+                ("resource", "orders"),
+            ],
         )
         .await;
     assert_eq!(resp.status(), 200);
@@ -121,42 +169,165 @@ async fn token_endpoint_errors_follow_rfc6749() {
     let (multi_id, multi_secret) = ta.client("multi", &["orders", "billing"], &[]).await;
     let form = "application/x-www-form-urlencoded";
     let enc = |pairs: &[(&str, &str)]| {
-        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes()
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+            .into_bytes()
     };
     let good = (id.as_str(), secret.as_str());
     let cases: Vec<(&str, Option<(&str, &str)>, &str, Vec<u8>, u16, &str)> = vec![
-        ("missing grant_type", Some(good), form, enc(&[("scope", "read")]), 400, "invalid_request"),
-        ("unsupported grant", Some(good), form, enc(&[("grant_type", "password")]), 400, "unsupported_grant_type"),
-        ("wrong secret", Some((&id, "nope")), form, enc(&[("grant_type", "client_credentials")]), 401, "invalid_client"),
-        ("unknown client", Some(("ghost", "nope")), form, enc(&[("grant_type", "client_credentials")]), 401, "invalid_client"),
-        ("no authentication", None, form, enc(&[("grant_type", "client_credentials")]), 401, "invalid_client"),
+        (
+            "missing grant_type",
+            Some(good),
+            form,
+            enc(&[("scope", "read")]),
+            400,
+            "invalid_request",
+        ),
+        (
+            "unsupported grant",
+            Some(good),
+            form,
+            enc(&[("grant_type", "password")]),
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "wrong secret",
+            Some((&id, "nope")),
+            form,
+            enc(&[("grant_type", "client_credentials")]),
+            401,
+            "invalid_client",
+        ),
+        (
+            "unknown client",
+            Some(("ghost", "nope")),
+            form,
+            enc(&[("grant_type", "client_credentials")]),
+            401,
+            "invalid_client",
+        ),
+        (
+            "no authentication",
+            None,
+            form,
+            enc(&[("grant_type", "client_credentials")]),
+            401,
+            "invalid_client",
+        ),
         (
             "two methods",
             Some(good),
             form,
-            enc(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", &secret)]),
+            enc(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", &secret),
+            ]),
             400,
             "invalid_request",
         ),
-        ("audience not allowed", Some(good), form, enc(&[("grant_type", "client_credentials"), ("audience", "billing")]), 400, "invalid_target"),
+        (
+            "audience not allowed",
+            Some(good),
+            form,
+            enc(&[("grant_type", "client_credentials"), ("audience", "billing")]),
+            400,
+            "invalid_target",
+        ),
         (
             "two audiences",
             Some((&multi_id, &multi_secret)),
             form,
-            enc(&[("grant_type", "client_credentials"), ("audience", "orders"), ("resource", "billing")]),
+            enc(&[
+                ("grant_type", "client_credentials"),
+                ("audience", "orders"),
+                ("resource", "billing"),
+            ]),
             400,
             "invalid_target",
         ),
-        ("audience required", Some((&multi_id, &multi_secret)), form, enc(&[("grant_type", "client_credentials")]), 400, "invalid_target"),
-        ("scope not allowed", Some(good), form, enc(&[("grant_type", "client_credentials"), ("scope", "read admin")]), 400, "invalid_scope"),
-        ("scope malformed", Some(good), form, enc(&[("grant_type", "client_credentials"), ("scope", "re\"ad")]), 400, "invalid_scope"),
-        ("scope double space", Some(good), form, enc(&[("grant_type", "client_credentials"), ("scope", "read  read")]), 400, "invalid_scope"),
-        ("json body", Some(good), "application/json", br#"{"grant_type":"client_credentials"}"#.to_vec(), 415, "invalid_request"),
-        ("no content type", Some(good), "", b"grant_type=client_credentials".to_vec(), 415, "invalid_request"),
-        ("repeated parameter", Some(good), form, b"grant_type=client_credentials&grant_type=client_credentials".to_vec(), 400, "invalid_request"),
-        ("bad percent-encoding", Some(good), form, b"grant_type=client_credentials&scope=%FF".to_vec(), 400, "invalid_request"),
-        ("not utf-8", Some(good), form, b"grant_type=\xff\xfe".to_vec(), 400, "invalid_request"),
-        ("oversized", Some(good), form, vec![b'a'; 20_000], 413, "invalid_request"),
+        (
+            "audience required",
+            Some((&multi_id, &multi_secret)),
+            form,
+            enc(&[("grant_type", "client_credentials")]),
+            400,
+            "invalid_target",
+        ),
+        (
+            "scope not allowed",
+            Some(good),
+            form,
+            enc(&[("grant_type", "client_credentials"), ("scope", "read admin")]),
+            400,
+            "invalid_scope",
+        ),
+        (
+            "scope malformed",
+            Some(good),
+            form,
+            enc(&[("grant_type", "client_credentials"), ("scope", "re\"ad")]),
+            400,
+            "invalid_scope",
+        ),
+        (
+            "scope double space",
+            Some(good),
+            form,
+            enc(&[("grant_type", "client_credentials"), ("scope", "read  read")]),
+            400,
+            "invalid_scope",
+        ),
+        (
+            "json body",
+            Some(good),
+            "application/json",
+            br#"{"grant_type":"client_credentials"}"#.to_vec(),
+            415,
+            "invalid_request",
+        ),
+        (
+            "no content type",
+            Some(good),
+            "",
+            b"grant_type=client_credentials".to_vec(),
+            415,
+            "invalid_request",
+        ),
+        (
+            "repeated parameter",
+            Some(good),
+            form,
+            b"grant_type=client_credentials&grant_type=client_credentials".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "bad percent-encoding",
+            Some(good),
+            form,
+            b"grant_type=client_credentials&scope=%FF".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "not utf-8",
+            Some(good),
+            form,
+            b"grant_type=\xff\xfe".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "oversized",
+            Some(good),
+            form,
+            vec![b'a'; 20_000],
+            413,
+            "invalid_request",
+        ),
     ];
     for (what, basic, ct, body, status, error) in cases {
         let resp = form_post(&ta, "/oauth2/token", basic, ct, body).await;
@@ -171,7 +342,7 @@ async fn token_endpoint_errors_follow_rfc6749() {
         assert!(!v.to_string().contains(&secret), "{what}: secret echoed");
     }
     // Malformed Authorization headers.
-    for header in ["Basic", "Basic !!!", "Basic Zm9v", "Bearer abc", "Basic " ] {
+    for header in ["Basic", "Basic !!!", "Basic Zm9v", "Bearer abc", "Basic "] {
         let resp = ta
             .http
             .post(format!("{}/oauth2/token", ta.url))
@@ -192,7 +363,11 @@ async fn token_endpoint_errors_follow_rfc6749() {
 async fn per_client_lifetime_is_honoured_and_bounded() {
     let ta = TestAuthority::start().await;
     let (status, v) = ta
-        .admin(Method::POST, "/clients", Some(json!({"name": "short", "audiences": ["orders"], "access_token_ttl": "90s"})))
+        .admin(
+            Method::POST,
+            "/clients",
+            Some(json!({"name": "short", "audiences": ["orders"], "access_token_ttl": "90s"})),
+        )
         .await;
     assert_eq!(status, 201);
     assert_eq!(v["access_token_ttl"], "90s");
@@ -202,7 +377,11 @@ async fn per_client_lifetime_is_honoured_and_bounded() {
     let c = claims_of(&token);
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 90);
     let (status, v) = ta
-        .admin(Method::POST, "/clients", Some(json!({"name": "long", "audiences": ["orders"], "access_token_ttl": "2h"})))
+        .admin(
+            Method::POST,
+            "/clients",
+            Some(json!({"name": "long", "audiences": ["orders"], "access_token_ttl": "2h"})),
+        )
         .await;
     assert_eq!(status, 400, "{v}");
 }
@@ -234,7 +413,8 @@ async fn introspection_answers_only_authenticated_clients() {
     }
     // A token signed by a key that is not ours, with a kid that is.
     let (attacker, _) = SigningKey::generate(castellan_jose::Algorithm::ES256).unwrap();
-    let forged_header = b64::encode(format!(r#"{{"alg":"ES256","kid":"{}","typ":"at+jwt"}}"#, kid_of(&token)).as_bytes());
+    let forged_header =
+        b64::encode(format!(r#"{{"alg":"ES256","kid":"{}","typ":"at+jwt"}}"#, kid_of(&token)).as_bytes());
     let payload = token.split('.').nth(1).unwrap();
     let input = format!("{forged_header}.{payload}");
     let forged = format!("{input}.{}", b64::encode(&attacker.sign_raw(input.as_bytes()).unwrap()));
@@ -261,16 +441,37 @@ async fn revocation_revokes_the_session_for_its_owner_only() {
     let r = revoke((&other, &other_secret), vec![("token", token.clone())]).await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized_client");
-    assert_eq!(ta.introspect(&token).await["active"], true, "a stranger's attempt changes nothing");
-    let r = revoke((&id, &secret), vec![("token", token.clone()), ("token_type_hint", "id_token".into())]).await;
+    assert_eq!(
+        ta.introspect(&token).await["active"],
+        true,
+        "a stranger's attempt changes nothing"
+    );
+    let r = revoke(
+        (&id, &secret),
+        vec![("token", token.clone()), ("token_type_hint", "id_token".into())],
+    )
+    .await;
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_token_type");
-    let r = revoke((&id, &secret), vec![("token", token.clone()), ("token_type_hint", "access_token".into())]).await;
+    let r = revoke(
+        (&id, &secret),
+        vec![("token", token.clone()), ("token_type_hint", "access_token".into())],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(ta.introspect(&token).await["active"], false);
     // Revoking again, or revoking garbage, is still 200 (RFC 7009 §2.2).
-    assert_eq!(revoke((&id, &secret), vec![("token", token.clone())]).await.status(), 200);
-    assert_eq!(revoke((&id, &secret), vec![("token", "garbage".into())]).await.status(), 200);
-    assert_eq!(revoke((&id, "wrong"), vec![("token", token.clone())]).await.status(), 401);
+    assert_eq!(
+        revoke((&id, &secret), vec![("token", token.clone())]).await.status(),
+        200
+    );
+    assert_eq!(
+        revoke((&id, &secret), vec![("token", "garbage".into())]).await.status(),
+        200
+    );
+    assert_eq!(
+        revoke((&id, "wrong"), vec![("token", token.clone())]).await.status(),
+        401
+    );
     // Other tokens of the same client are separate grants.
     let fresh = ta.access_token(&id, &secret, &[]).await;
     assert_eq!(ta.introspect(&fresh).await["active"], true);
@@ -302,9 +503,19 @@ async fn scheduled_rotation_publishes_next_key_before_it_signs() {
     assert!(!kids0.contains(&c), "a new next key appeared");
     let new = ta.access_token(&id, &secret, &[]).await;
     assert_eq!(kid_of(&new), b);
-    assert_eq!(ta.introspect(&old).await["active"], false, "old token expired by now (5 min ttl)");
+    assert_eq!(
+        ta.introspect(&old).await["active"],
+        false,
+        "old token expired by now (5 min ttl)"
+    );
     let (_, keys) = ta.admin(Method::GET, "/keys", None).await;
-    let b_info = keys["keys"].as_array().unwrap().iter().find(|k| k["kid"] == b.as_str()).unwrap().clone();
+    let b_info = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == b.as_str())
+        .unwrap()
+        .clone();
     assert!(b_info["activated_at"].as_i64().unwrap() - b_info["created_at"].as_i64().unwrap() >= 600);
     // A token from before a rotation still verifies while it lives.
     let before = ta.access_token(&id, &secret, &[]).await;
@@ -312,10 +523,16 @@ async fn scheduled_rotation_publishes_next_key_before_it_signs() {
     ta.authority.maintain().await.unwrap();
     assert_eq!(ta.published_kids().await[0], c);
     // A retired at 1h is kept for the longest token lifetime (1h) plus leeway (30s).
-    assert!(ta.published_kids().await.contains(&a), "retired key kept until its last token could expire");
+    assert!(
+        ta.published_kids().await.contains(&a),
+        "retired key kept until its last token could expire"
+    );
     ta.clock.advance(31);
     ta.authority.maintain().await.unwrap();
-    assert!(!ta.published_kids().await.contains(&a), "retired key gone after its last token expired");
+    assert!(
+        !ta.published_kids().await.contains(&a),
+        "retired key gone after its last token expired"
+    );
     assert_eq!(kid_of(&before), b);
     assert!(ta.published_kids().await.contains(&b));
     ta.clock.advance(3_600);
@@ -345,13 +562,20 @@ async fn emergency_rotation_withdraws_the_key_at_once() {
     let (id, secret) = ta.client("caller", &["orders"], &[]).await;
     let kids0 = ta.published_kids().await;
     let old = ta.access_token(&id, &secret, &[]).await;
-    let (status, v) = ta.admin(Method::POST, "/keys/rotate", Some(json!({"emergency": true}))).await;
+    let (status, v) = ta
+        .admin(Method::POST, "/keys/rotate", Some(json!({"emergency": true})))
+        .await;
     assert_eq!(status, 200, "{v}");
     let states: Vec<(String, String)> = v["keys"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| (k["kid"].as_str().unwrap().to_owned(), k["state"].as_str().unwrap().to_owned()))
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert!(states.contains(&(kids0[0].clone(), "withdrawn".to_owned())));
     let kids1 = ta.published_kids().await;
@@ -375,10 +599,16 @@ async fn admin_api_requires_an_admin_token() {
     assert_eq!(r.status(), 401, "a token for another audience");
     let r = ta.http.get(&url).bearer_auth("garbage").send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
     // A non-admin cannot even ask for the authority's audience.
     let resp = ta
-        .token_request(Some((&id, &secret)), &[("grant_type", "client_credentials"), ("audience", &ta.url)])
+        .token_request(
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("audience", &ta.url)],
+        )
         .await;
     assert_eq!(resp.status(), 400);
 }
@@ -418,17 +648,23 @@ async fn admin_api_validates_input_and_manages_clients() {
     let (status, _) = ta.admin(Method::GET, "/clients/nobody", None).await;
     assert_eq!(status, 404);
     // Rotate secret: old stops, new works.
-    let (status, rotated) = ta.admin(Method::POST, &format!("/clients/{id}/rotate-secret"), None).await;
+    let (status, rotated) = ta
+        .admin(Method::POST, &format!("/clients/{id}/rotate-secret"), None)
+        .await;
     assert_eq!(status, 200);
     let new_secret = rotated["client_secret"].as_str().unwrap();
-    let resp = ta.token_request(Some((&id, &secret)), &[("grant_type", "client_credentials")]).await;
+    let resp = ta
+        .token_request(Some((&id, &secret)), &[("grant_type", "client_credentials")])
+        .await;
     assert_eq!(resp.status(), 401);
     let token = ta.access_token(&id, new_secret, &[]).await;
     // Delete: authentication fails and live tokens die.
     let (status, _) = ta.admin(Method::DELETE, &format!("/clients/{id}"), None).await;
     assert_eq!(status, 204);
     assert_eq!(ta.introspect(&token).await["active"], false);
-    let resp = ta.token_request(Some((&id, new_secret)), &[("grant_type", "client_credentials")]).await;
+    let resp = ta
+        .token_request(Some((&id, new_secret)), &[("grant_type", "client_credentials")])
+        .await;
     assert_eq!(resp.status(), 401);
     // The last admin cannot be deleted.
     let (status, _) = ta.admin(Method::DELETE, &format!("/clients/{ADMIN_ID}"), None).await;
@@ -478,21 +714,38 @@ async fn private_key_jwt_authenticates_and_refuses_replays() {
     assert_eq!(claims_of(tok["access_token"].as_str().unwrap())["sub"], id.as_str());
     let r = send(good, T).await;
     assert_eq!(r.status(), 401, "replay");
-    assert!(r.json::<Value>().await.unwrap()["error_description"].as_str().unwrap().contains("replayed"));
+    assert!(r.json::<Value>().await.unwrap()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("replayed"));
     // The issuer is an accepted audience too.
-    assert_eq!(send(assertion(&key, &id, &ta.url, 60, "j2", now), T).await.status(), 200);
+    assert_eq!(
+        send(assertion(&key, &id, &ta.url, 60, "j2", now), T).await.status(),
+        200
+    );
     let (stranger, _) = SigningKey::generate(castellan_jose::Algorithm::EdDSA).unwrap();
     let bad = [
-        ("wrong audience", assertion(&key, &id, "https://elsewhere", 60, "j3", now)),
+        (
+            "wrong audience",
+            assertion(&key, &id, "https://elsewhere", 60, "j3", now),
+        ),
         ("expired", assertion(&key, &id, &token_url, -120, "j4", now)),
         ("too long-lived", assertion(&key, &id, &token_url, 3_600, "j5", now)),
         ("unregistered key", assertion(&stranger, &id, &token_url, 60, "j6", now)),
         ("unknown client", assertion(&key, "ghost", &token_url, 60, "j7", now)),
         (
             "access token as assertion",
-            key.sign_compact("at+jwt", &json!({"iss": id, "sub": id, "aud": token_url, "exp": now + 60, "jti": "j8"})).unwrap(),
+            key.sign_compact(
+                "at+jwt",
+                &json!({"iss": id, "sub": id, "aud": token_url, "exp": now + 60, "jti": "j8"}),
+            )
+            .unwrap(),
         ),
-        ("no jti", key.sign_compact("JWT", &json!({"iss": id, "sub": id, "aud": token_url, "exp": now + 60})).unwrap()),
+        (
+            "no jti",
+            key.sign_compact("JWT", &json!({"iss": id, "sub": id, "aud": token_url, "exp": now + 60}))
+                .unwrap(),
+        ),
         ("garbage", "not.a.jwt".to_owned()),
     ];
     for (what, a) in bad {
@@ -520,18 +773,32 @@ async fn no_input_makes_a_5xx() {
         "\u{202e}=\u{0}".as_bytes().to_vec(),
         format!("grant_type=client_credentials&client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer&client_assertion={}", "a.".repeat(3000)).into_bytes(),
     ];
-    for path in ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/admin/v1/clients", "/admin/v1/keys/rotate"] {
+    for path in [
+        "/oauth2/token",
+        "/oauth2/introspect",
+        "/oauth2/revoke",
+        "/admin/v1/clients",
+        "/admin/v1/keys/rotate",
+    ] {
         for body in &bodies {
             for ct in ["application/x-www-form-urlencoded", "application/json", "text/plain"] {
                 for auth in [None, Some((ADMIN_ID, ADMIN_SECRET))] {
-                    let mut req = ta.http.post(format!("{}{path}", ta.url)).header("content-type", ct).body(body.clone());
+                    let mut req = ta
+                        .http
+                        .post(format!("{}{path}", ta.url))
+                        .header("content-type", ct)
+                        .body(body.clone());
                     if path.starts_with("/admin") {
                         req = req.bearer_auth(&token);
                     } else if let Some((i, s)) = auth {
                         req = req.basic_auth(i, Some(s));
                     }
                     let status = req.send().await.unwrap().status();
-                    assert!(status.as_u16() < 500, "{path} {ct} {:?} -> {status}", String::from_utf8_lossy(body));
+                    assert!(
+                        status.as_u16() < 500,
+                        "{path} {ct} {:?} -> {status}",
+                        String::from_utf8_lossy(body)
+                    );
                 }
             }
         }

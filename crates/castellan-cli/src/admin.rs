@@ -15,12 +15,19 @@ struct Credentials {
 
 fn credentials(conn: &Conn) -> anyhow::Result<Credentials> {
     if let Some(path) = &conn.credentials {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read credentials `{}`", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read credentials `{}`", path.display()))?;
         return serde_json::from_str(&text)
             .with_context(|| format!("credentials `{}` must hold client_id and client_secret", path.display()));
     }
-    match (std::env::var("CASTELLAN_CLIENT_ID"), std::env::var("CASTELLAN_CLIENT_SECRET")) {
-        (Ok(client_id), Ok(client_secret)) => Ok(Credentials { client_id, client_secret }),
+    match (
+        std::env::var("CASTELLAN_CLIENT_ID"),
+        std::env::var("CASTELLAN_CLIENT_SECRET"),
+    ) {
+        (Ok(client_id), Ok(client_secret)) => Ok(Credentials {
+            client_id,
+            client_secret,
+        }),
         _ => bail!("no credentials: pass --credentials FILE or set CASTELLAN_CLIENT_ID and CASTELLAN_CLIENT_SECRET"),
     }
 }
@@ -67,10 +74,7 @@ impl Admin {
         let base = field("castellan_admin_endpoint")?;
         let resp = http
             .post(&token_endpoint)
-            .basic_auth(
-                url_encode(&creds.client_id),
-                Some(url_encode(&creds.client_secret)),
-            )
+            .basic_auth(url_encode(&creds.client_id), Some(url_encode(&creds.client_secret)))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!(
                 "grant_type=client_credentials&scope=castellan.admin&audience={}",
@@ -137,11 +141,16 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 }
 
 fn time(v: &Value, k: &str) -> String {
-    v.get(k).and_then(Value::as_i64).map_or_else(|| "-".to_owned(), |t| t.to_string())
+    v.get(k)
+        .and_then(Value::as_i64)
+        .map_or_else(|| "-".to_owned(), |t| t.to_string())
 }
 
 fn print_keys(v: &Value) {
-    println!("{:<44} {:<6} {:<10} {:>11} {:>11} {:>11}", "KID", "ALG", "STATE", "CREATED", "ACTIVATED", "REMOVE_AT");
+    println!(
+        "{:<44} {:<6} {:<10} {:>11} {:>11} {:>11}",
+        "KID", "ALG", "STATE", "CREATED", "ACTIVATED", "REMOVE_AT"
+    );
     for k in v.get("keys").and_then(Value::as_array).into_iter().flatten() {
         println!(
             "{:<44} {:<6} {:<10} {:>11} {:>11} {:>11}",
@@ -170,7 +179,10 @@ fn print_client(c: &Value) {
     println!("audiences:   {}", list("audiences"));
     println!("scopes:      {}", list("scopes"));
     println!("auth method: {}", s(c, "auth_method"));
-    println!("token ttl:   {}", c.get("access_token_ttl").and_then(Value::as_str).unwrap_or("default"));
+    println!(
+        "token ttl:   {}",
+        c.get("access_token_ttl").and_then(Value::as_str).unwrap_or("default")
+    );
 }
 
 pub async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
@@ -183,10 +195,21 @@ pub async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate { emergency, conn } => {
             let admin = Admin::connect(&conn).await?;
             if !admin.json {
-                eprintln!("rotating signing keys{}...", if emergency { " (emergency: withdrawing the active key)" } else { "" });
+                eprintln!(
+                    "rotating signing keys{}...",
+                    if emergency {
+                        " (emergency: withdrawing the active key)"
+                    } else {
+                        ""
+                    }
+                );
             }
             let v = admin
-                .call(reqwest::Method::POST, "/keys/rotate", Some(json!({ "emergency": emergency })))
+                .call(
+                    reqwest::Method::POST,
+                    "/keys/rotate",
+                    Some(json!({ "emergency": emergency })),
+                )
                 .await?;
             print(admin.json, &v, print_keys)
         }
@@ -234,13 +257,21 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
                         .and_then(Value::as_array)
                         .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
                         .unwrap_or_default();
-                    println!("{:<24} {:<16} {:<32} {}", s(c, "client_id"), s(c, "auth_method"), s(c, "name"), auds);
+                    println!(
+                        "{:<24} {:<16} {:<32} {}",
+                        s(c, "client_id"),
+                        s(c, "auth_method"),
+                        s(c, "name"),
+                        auds
+                    );
                 }
             })
         }
         ClientCommand::Show { client_id, conn } => {
             let admin = Admin::connect(&conn).await?;
-            let v = admin.call(Method::GET, &format!("/clients/{}", url_encode(&client_id)), None).await?;
+            let v = admin
+                .call(Method::GET, &format!("/clients/{}", url_encode(&client_id)), None)
+                .await?;
             print(admin.json, &v, print_client)
         }
         ClientCommand::Delete { client_id, conn } => {
@@ -248,12 +279,18 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
             admin
                 .call(Method::DELETE, &format!("/clients/{}", url_encode(&client_id)), None)
                 .await?;
-            print(admin.json, &json!({ "deleted": client_id }), |_| println!("deleted {client_id}"))
+            print(admin.json, &json!({ "deleted": client_id }), |_| {
+                println!("deleted {client_id}")
+            })
         }
         ClientCommand::RotateSecret { client_id, conn } => {
             let admin = Admin::connect(&conn).await?;
             let v = admin
-                .call(Method::POST, &format!("/clients/{}/rotate-secret", url_encode(&client_id)), None)
+                .call(
+                    Method::POST,
+                    &format!("/clients/{}/rotate-secret", url_encode(&client_id)),
+                    None,
+                )
                 .await?;
             print(admin.json, &v, print_client)
         }

@@ -57,7 +57,12 @@ pub enum ConfigCommand {
 #[derive(Debug, Clone, Args)]
 pub struct Conn {
     /// Authority URL.
-    #[arg(long, env = "CASTELLAN_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "CASTELLAN_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub server: String,
     /// JSON file with `client_id` and `client_secret` (such as bootstrap-admin.json).
     #[arg(long, global = true)]

@@ -71,7 +71,11 @@ pub fn check(file: Option<PathBuf>, args: ServeArgs, json: bool) -> anyhow::Resu
     if json {
         println!("{}", serde_json::to_string_pretty(&config)?);
     } else {
-        println!("config ok: issuer {}, data dir {}", config.issuer(), config.data_dir.display());
+        println!(
+            "config ok: issuer {}, data dir {}",
+            config.issuer(),
+            config.data_dir.display()
+        );
     }
     Ok(())
 }
@@ -79,7 +83,10 @@ pub fn check(file: Option<PathBuf>, args: ServeArgs, json: bool) -> anyhow::Resu
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -39,9 +39,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
         return Err(DurationError::BadNumber(input.to_owned()));
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| DurationError::TooLarge(input.to_owned()))?;
+    let n: u64 = num.parse().map_err(|_| DurationError::TooLarge(input.to_owned()))?;
     let secs = n
         .checked_mul(factor)
         .filter(|s| *s <= i64::MAX as u64 / 2)
@@ -118,7 +116,18 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        for bad in ["", "5", "m", "5x", "-5m", "1.5h", "5 m", "99999999999999999999d", "5mm", "5é"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5x",
+            "-5m",
+            "1.5h",
+            "5 m",
+            "99999999999999999999d",
+            "5mm",
+            "5é",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }

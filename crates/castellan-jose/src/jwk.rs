@@ -60,8 +60,10 @@ impl Jwks {
                 bytes.len()
             )));
         }
-        let obj = strict_json::parse_object(bytes)
-            .map_err(|reason| JoseError::Json { part: "key set", reason })?;
+        let obj = strict_json::parse_object(bytes).map_err(|reason| JoseError::Json {
+            part: "key set",
+            reason,
+        })?;
         let keys = match obj.get("keys") {
             Some(Value::Array(keys)) => keys,
             _ => return Err(JoseError::BadKey("key set has no `keys` array".to_owned())),
@@ -94,8 +96,8 @@ fn required<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, Jose
 }
 
 fn fixed_len(map: &Map<String, Value>, name: &str, len: usize) -> Result<Vec<u8>, JoseError> {
-    let bytes = b64::decode(required(map, name)?)
-        .ok_or_else(|| JoseError::BadKey(format!("`{name}` is not base64url")))?;
+    let bytes =
+        b64::decode(required(map, name)?).ok_or_else(|| JoseError::BadKey(format!("`{name}` is not base64url")))?;
     if bytes.len() != len {
         return Err(JoseError::BadKey(format!("`{name}` must be {len} bytes")));
     }
@@ -154,9 +156,7 @@ impl VerifyingKey {
 
     /// Verifies a raw signature over `message` with this key's algorithm.
     pub fn verify_signature(&self, message: &[u8], sig: &[u8]) -> Result<(), JoseError> {
-        self.key
-            .verify_sig(message, sig)
-            .map_err(|_| JoseError::BadSignature)
+        self.key.verify_sig(message, sig).map_err(|_| JoseError::BadSignature)
     }
 
     /// Builds a verifying key from a published JWK.

@@ -56,15 +56,13 @@ fn split(token: &str, max_len: usize) -> Result<Parts<'_>, JoseError> {
     }
     let segments = token.split('.').count();
     let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(JoseError::SegmentCount(segments))?;
-    let (header_b64, payload_b64) = signing_input
-        .split_once('.')
-        .ok_or(JoseError::SegmentCount(segments))?;
+    let (header_b64, payload_b64) = signing_input.split_once('.').ok_or(JoseError::SegmentCount(segments))?;
     if segments != 3 {
         return Err(JoseError::SegmentCount(segments));
     }
     let header_bytes = b64::decode(header_b64).ok_or(JoseError::Base64("header"))?;
-    let header = strict_json::parse_object(&header_bytes)
-        .map_err(|reason| JoseError::Json { part: "header", reason })?;
+    let header =
+        strict_json::parse_object(&header_bytes).map_err(|reason| JoseError::Json { part: "header", reason })?;
     Ok(Parts {
         signing_input,
         header,
@@ -75,7 +73,10 @@ fn split(token: &str, max_len: usize) -> Result<Parts<'_>, JoseError> {
 
 fn parse_payload(payload_b64: &str) -> Result<Map<String, Value>, JoseError> {
     let bytes = b64::decode(payload_b64).ok_or(JoseError::Base64("payload"))?;
-    strict_json::parse_object(&bytes).map_err(|reason| JoseError::Json { part: "payload", reason })
+    strict_json::parse_object(&bytes).map_err(|reason| JoseError::Json {
+        part: "payload",
+        reason,
+    })
 }
 
 fn header_str<'h>(header: &'h Map<String, Value>, name: &str) -> Result<Option<&'h str>, JoseError> {
@@ -204,10 +205,16 @@ mod tests {
             (json!({"alg":"EdDSA","kid":kid,"typ":"at+jwt"}), "alg mismatch"),
             (json!({"alg":"ES256","kid":kid,"typ":"at+jwt","jku":"http://x"}), "jku"),
             (json!({"alg":"ES256","kid":kid,"typ":"at+jwt","crit":["exp"]}), "crit"),
-            (json!({"alg":"ES256","kid":kid,"typ":"at+jwt","jwk":sk.public_jwk()}), "jwk"),
+            (
+                json!({"alg":"ES256","kid":kid,"typ":"at+jwt","jwk":sk.public_jwk()}),
+                "jwk",
+            ),
         ];
         for (header, what) in cases {
-            assert!(verify_compact(&forge(&header, &payload, &[0; 64]), opts(), find).is_err(), "{what} accepted");
+            assert!(
+                verify_compact(&forge(&header, &payload, &[0; 64]), opts(), find).is_err(),
+                "{what} accepted"
+            );
         }
         let good = sk.sign_compact("at+jwt", &payload).unwrap();
         assert!(verify_compact(&good, opts(), find).is_ok());
@@ -224,10 +231,19 @@ mod tests {
         let zero = format!("{input}.{}", b64::encode(&[0u8; 64]));
         assert!(verify_compact(&zero, opts(), find).is_err());
         // Structure.
-        assert!(matches!(verify_compact("a.b", opts(), find), Err(JoseError::SegmentCount(2))));
-        assert!(matches!(verify_compact(&format!("{good}.x"), opts(), find), Err(JoseError::SegmentCount(4))));
+        assert!(matches!(
+            verify_compact("a.b", opts(), find),
+            Err(JoseError::SegmentCount(2))
+        ));
+        assert!(matches!(
+            verify_compact(&format!("{good}.x"), opts(), find),
+            Err(JoseError::SegmentCount(4))
+        ));
         let big = "a".repeat(MAX_TOKEN_BYTES + 1);
-        assert!(matches!(verify_compact(&big, opts(), find), Err(JoseError::TooLarge { .. })));
+        assert!(matches!(
+            verify_compact(&big, opts(), find),
+            Err(JoseError::TooLarge { .. })
+        ));
         let padded = format!("{good}=");
         assert!(verify_compact(&padded, opts(), find).is_err());
     }

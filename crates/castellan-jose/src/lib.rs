@@ -17,5 +17,11 @@ pub mod strict_json;
 pub use alg::Algorithm;
 pub use error::JoseError;
 pub use jwk::{Jwks, PublicJwk, VerifyingKey};
-pub use jws::{decode_unverified_claims, decode_unverified_header, verify_compact, VerifiedJws, VerifyOptions, MAX_TOKEN_BYTES};
+pub use jws::{
+    decode_unverified_claims, decode_unverified_header, verify_compact, VerifiedJws, VerifyOptions, MAX_TOKEN_BYTES,
+};
 pub use signing::SigningKey;
+
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

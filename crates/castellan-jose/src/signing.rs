@@ -44,12 +44,10 @@ impl SigningKey {
     pub fn generate(alg: Algorithm) -> Result<(Self, Vec<u8>), JoseError> {
         let rng = SystemRandom::new();
         let pkcs8 = match alg {
-            Algorithm::ES256 => {
-                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                    .map_err(|_| JoseError::Signing)?
-                    .as_ref()
-                    .to_vec()
-            }
+            Algorithm::ES256 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| JoseError::Signing)?
+                .as_ref()
+                .to_vec(),
             Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
                 .map_err(|_| JoseError::Signing)?
                 .as_ref()
@@ -68,8 +66,8 @@ impl SigningKey {
     pub fn from_pkcs8(alg: Algorithm, pkcs8: &[u8]) -> Result<Self, JoseError> {
         let (inner, jwk) = match alg {
             Algorithm::ES256 => {
-                let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
-                    .map_err(rejected)?;
+                let kp =
+                    EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(rejected)?;
                 let point = kp.public_key().as_ref();
                 let (x, y) = match point {
                     [0x04, rest @ ..] if rest.len() == 64 => rest.split_at(32),
@@ -121,7 +119,10 @@ impl SigningKey {
             }
         };
         let kid = thumbprint(&jwk);
-        let jwk = PublicJwk { kid: kid.clone(), ..jwk };
+        let jwk = PublicJwk {
+            kid: kid.clone(),
+            ..jwk
+        };
         Ok(Self {
             kid,
             alg,

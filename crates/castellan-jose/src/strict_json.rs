@@ -14,9 +14,7 @@ pub const MAX_DEPTH: usize = 16;
 /// and no nesting deeper than [`MAX_DEPTH`].
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = Strict { depth: 0 }
-        .deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
+    let value = Strict { depth: 0 }.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     match value {
         Value::Object(map) => Ok(map),

@@ -26,10 +26,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -45,9 +42,16 @@ impl SqliteStore {
             .await?;
         let supported = i64::try_from(migrations::SQLITE.len()).unwrap_or(i64::MAX);
         if current > supported {
-            return Err(StoreError::SchemaTooNew { found: current, supported });
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                supported,
+            });
         }
-        for (i, sql) in migrations::SQLITE.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+        for (i, sql) in migrations::SQLITE
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
             let version = i64::try_from(i).unwrap_or(i64::MAX).saturating_add(1);
             sqlx::query("INSERT INTO castellan_schema (version) VALUES (?)")

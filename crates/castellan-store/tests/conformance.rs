@@ -40,7 +40,10 @@ async fn clients_round_trip(store: &dyn Store) {
     assert_eq!(store.get_client("missing").await.unwrap(), None);
     assert!(store.set_client_secret("a", &[7; 32]).await.unwrap());
     assert!(!store.set_client_secret("missing", &[7; 32]).await.unwrap());
-    assert_eq!(store.get_client("a").await.unwrap().unwrap().secret_hash, Some(vec![7; 32]));
+    assert_eq!(
+        store.get_client("a").await.unwrap().unwrap().secret_hash,
+        Some(vec![7; 32])
+    );
     store.insert_client(&client("b")).await.unwrap();
     assert_eq!(store.list_clients().await.unwrap().len(), 2);
     assert!(store.delete_client("a").await.unwrap());
@@ -69,19 +72,40 @@ async fn keys_transition_atomically(store: &dyn Store) {
 }
 
 async fn revocation_log_is_ordered_and_expires(store: &dyn Store) {
-    let a = store.append_revocation(RevocationKind::Session, "s1", 5, 5, 50).await.unwrap();
-    let b = store.append_revocation(RevocationKind::Subject, "u1", 6, 6, 60).await.unwrap();
-    let c = store.append_revocation(RevocationKind::Client, "c1", 7, 7, 70).await.unwrap();
+    let a = store
+        .append_revocation(RevocationKind::Session, "s1", 5, 5, 50)
+        .await
+        .unwrap();
+    let b = store
+        .append_revocation(RevocationKind::Subject, "u1", 6, 6, 60)
+        .await
+        .unwrap();
+    let c = store
+        .append_revocation(RevocationKind::Client, "c1", 7, 7, 70)
+        .await
+        .unwrap();
     assert!(a.seq < b.seq && b.seq < c.seq);
     let since = store.revocations_since(a.seq, 10).await.unwrap();
     assert_eq!(since, vec![b.clone(), c.clone()]);
     assert_eq!(store.revocations_since(0, 1).await.unwrap(), vec![a.clone()]);
-    assert_eq!(store.find_revocation(RevocationKind::Session, "s1", 10).await.unwrap(), Some(a.clone()));
-    assert_eq!(store.find_revocation(RevocationKind::Session, "s1", 51).await.unwrap(), None);
-    assert_eq!(store.find_revocation(RevocationKind::Subject, "s1", 10).await.unwrap(), None);
+    assert_eq!(
+        store.find_revocation(RevocationKind::Session, "s1", 10).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.find_revocation(RevocationKind::Session, "s1", 51).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find_revocation(RevocationKind::Subject, "s1", 10).await.unwrap(),
+        None
+    );
     assert_eq!(store.purge_revocations(55).await.unwrap(), 1);
     // Sequence numbers never go back, even after a purge.
-    let d = store.append_revocation(RevocationKind::Key, "k", 8, 8, 80).await.unwrap();
+    let d = store
+        .append_revocation(RevocationKind::Key, "k", 8, 8, 80)
+        .await
+        .unwrap();
     assert!(d.seq > c.seq);
 }
 

@@ -93,7 +93,11 @@ impl TestAuthority {
         let resp = self
             .token_request(
                 Some((ADMIN_ID, ADMIN_SECRET)),
-                &[("grant_type", "client_credentials"), ("scope", "castellan.admin"), ("audience", &self.url)],
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "castellan.admin"),
+                    ("audience", &self.url),
+                ],
             )
             .await;
         assert_eq!(resp.status(), 200, "admin token");

@@ -47,7 +47,13 @@ async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTo
     if claims.aud != auth.issuer() {
         return Err(ApiError::invalid_token("token is not for this authority"));
     }
-    if !claims.scope.as_deref().unwrap_or("").split(' ').any(|s| s == ADMIN_SCOPE) {
+    if !claims
+        .scope
+        .as_deref()
+        .unwrap_or("")
+        .split(' ')
+        .any(|s| s == ADMIN_SCOPE)
+    {
         return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
     }
     match auth.client(&claims.client_id).await? {
@@ -56,7 +62,11 @@ async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTo
     }
 }
 
-async fn json_body<T: for<'de> Deserialize<'de>>(auth: &Authority, req: Request, empty_ok: bool) -> Result<Option<T>, ApiError> {
+async fn json_body<T: for<'de> Deserialize<'de>>(
+    auth: &Authority,
+    req: Request,
+    empty_ok: bool,
+) -> Result<Option<T>, ApiError> {
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, auth.config().limits.max_body_bytes).await?;
     if bytes.is_empty() && empty_ok {
@@ -104,7 +114,12 @@ impl ClientView {
                 .access_token_ttl
                 .and_then(|s| u64::try_from(s).ok())
                 .map(|s| HumanDuration::from_secs(s).to_string()),
-            auth_method: if c.jwks.is_some() { "private_key_jwt" } else { "client_secret" }.to_owned(),
+            auth_method: if c.jwks.is_some() {
+                "private_key_jwt"
+            } else {
+                "client_secret"
+            }
+            .to_owned(),
             admin: c.admin,
             created_at: c.created_at,
         }
@@ -149,7 +164,8 @@ fn check_create(auth: &Authority, req: &CreateClient) -> Result<(), ApiError> {
     for s in &req.scopes {
         let ok = !s.is_empty()
             && s.len() <= 128
-            && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
         if !ok {
             return bad("scopes must be RFC 6749 scope tokens of at most 128 characters".into());
         }
@@ -165,7 +181,11 @@ fn check_create(auth: &Authority, req: &CreateClient) -> Result<(), ApiError> {
 
 async fn list_clients(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
     require_admin(&auth, &headers).await?;
-    let clients = auth.store().list_clients().await.map_err(|e| ApiError::server_error(&e))?;
+    let clients = auth
+        .store()
+        .list_clients()
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
     let views: Vec<ClientView> = clients.iter().map(|c| ClientView::of(c, None)).collect();
     Ok(Json(serde_json::json!({ "clients": views })).into_response())
 }
@@ -255,7 +275,13 @@ async fn delete_client(
     let horizon = auth.keys().schedule().token_horizon;
     // Its live tokens die with it: a client revocation first, then the record.
     auth.store()
-        .append_revocation(RevocationKind::Client, &c.client_id, now, now, now.saturating_add(horizon))
+        .append_revocation(
+            RevocationKind::Client,
+            &c.client_id,
+            now,
+            now,
+            now.saturating_add(horizon),
+        )
         .await
         .map_err(|e| ApiError::server_error(&e))?;
     auth.store()
@@ -274,7 +300,9 @@ async fn rotate_secret(
     let caller = require_admin(&auth, &headers).await?;
     let c = find(&auth, &id).await?;
     if c.jwks.is_some() {
-        return Err(ApiError::conflict("client authenticates with private_key_jwt; it has no secret"));
+        return Err(ApiError::conflict(
+            "client authenticates with private_key_jwt; it has no secret",
+        ));
     }
     let secret = new_client_secret().map_err(|e| ApiError::server_error(&e))?;
     let hash = auth.master().hash_secret(&secret);
@@ -304,7 +332,10 @@ pub struct KeyList {
 async fn list_keys(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
     require_admin(&auth, &headers).await?;
     let set = auth.keys().current();
-    Ok(Json(KeyList { keys: set.infos.clone() }).into_response())
+    Ok(Json(KeyList {
+        keys: set.infos.clone(),
+    })
+    .into_response())
 }
 
 /// `POST /admin/v1/keys/rotate` body; an empty body is a routine rotation.
@@ -325,5 +356,8 @@ async fn rotate_keys(State(auth): State<Arc<Authority>>, req: Request) -> Result
         .await
         .map_err(|e| ApiError::server_error(&e))?;
     tracing::info!(emergency = body.emergency, by = %caller.client_id, "key rotation requested");
-    Ok(Json(KeyList { keys: set.infos.clone() }).into_response())
+    Ok(Json(KeyList {
+        keys: set.infos.clone(),
+    })
+    .into_response())
 }

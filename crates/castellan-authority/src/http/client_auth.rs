@@ -41,7 +41,9 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
         return Err(ApiError::invalid_client("malformed Authorization header"));
     };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(ApiError::invalid_client("only the Basic scheme authenticates clients here"));
+        return Err(ApiError::invalid_client(
+            "only the Basic scheme authenticates clients here",
+        ));
     }
     let decoded = STANDARD
         .decode(rest.trim())
@@ -70,7 +72,9 @@ pub async fn authenticate(
     let assertion = form.get("client_assertion");
     let methods = usize::from(basic.is_some()) + usize::from(post_secret.is_some()) + usize::from(assertion.is_some());
     if methods > 1 {
-        return Err(ApiError::invalid_request("more than one client authentication method used"));
+        return Err(ApiError::invalid_request(
+            "more than one client authentication method used",
+        ));
     }
     if let Some((id, secret)) = basic {
         if form.get("client_id").is_some_and(|f| f != id) {
@@ -156,7 +160,9 @@ async fn check_assertion(
     if c.get("iss").and_then(Value::as_str) != Some(client.client_id.as_str())
         || c.get("sub").and_then(Value::as_str) != Some(client.client_id.as_str())
     {
-        return Err(ApiError::invalid_client("assertion `iss` and `sub` must both be the client id"));
+        return Err(ApiError::invalid_client(
+            "assertion `iss` and `sub` must both be the client id",
+        ));
     }
     let issuer = auth.issuer();
     let aud_ok = |a: &Value| a.as_str().is_some_and(|a| a == endpoint || a == issuer);
@@ -166,7 +172,9 @@ async fn check_assertion(
         None => false,
     };
     if !aud_matches {
-        return Err(ApiError::invalid_client("assertion `aud` must be the issuer or this endpoint"));
+        return Err(ApiError::invalid_client(
+            "assertion `aud` must be the issuer or this endpoint",
+        ));
     }
     let now = auth.now();
     let leeway = auth.leeway();

@@ -66,7 +66,11 @@ impl ApiError {
     }
     /// 400 `unsupported_token_type` (RFC 7009 §2.2.1).
     pub fn new_unsupported_token_type() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "unsupported_token_type", "token_type_hint is not supported")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_token_type",
+            "token_type_hint is not supported",
+        )
     }
     /// 400 `invalid_scope`.
     pub fn invalid_scope(d: impl Into<String>) -> Self {

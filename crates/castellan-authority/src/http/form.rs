@@ -52,7 +52,9 @@ impl Form {
         let mut form = Self::default();
         for (k, v) in url::form_urlencoded::parse(body) {
             if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
-                return Err(ApiError::invalid_request("parameter is not valid percent-encoded UTF-8"));
+                return Err(ApiError::invalid_request(
+                    "parameter is not valid percent-encoded UTF-8",
+                ));
             }
             if v.is_empty() {
                 continue;

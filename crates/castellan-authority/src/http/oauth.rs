@@ -30,7 +30,9 @@ async fn read_form(auth: &Authority, req: Request) -> Result<(axum::http::Header
 
 /// RFC 6749 §3.3 scope-token characters.
 fn valid_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 /// The audiences a client may ask for; admin clients may also address the authority itself.
@@ -71,7 +73,9 @@ fn choose_scope(client: &ClientRecord, form: &Form) -> Result<Option<String>, Ap
         }
         if !client.scopes.iter().any(|c| c == s) {
             let shown: String = s.chars().take(64).collect();
-            return Err(ApiError::invalid_scope(format!("scope `{shown}` not allowed for this client")));
+            return Err(ApiError::invalid_scope(format!(
+                "scope `{shown}` not allowed for this client"
+            )));
         }
         if !granted.contains(&s) {
             granted.push(s);
@@ -100,7 +104,9 @@ async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiErro
     let client = authenticate(auth, &headers, &form, &endpoint).await?;
     if grant_type != "client_credentials" {
         let shown: String = grant_type.chars().take(64).collect();
-        return Err(ApiError::unsupported_grant_type(format!("grant_type `{shown}` is not supported")));
+        return Err(ApiError::unsupported_grant_type(format!(
+            "grant_type `{shown}` is not supported"
+        )));
     }
     let aud = choose_audience(auth, &client, &form)?;
     let scope = choose_scope(&client, &form)?;
@@ -181,7 +187,13 @@ pub async fn revoke(State(auth): State<Arc<Authority>>, req: Request) -> Respons
                 let now = auth.now();
                 let horizon = auth.keys().schedule().token_horizon;
                 auth.store()
-                    .append_revocation(RevocationKind::Session, &claims.sid, now, now, now.saturating_add(horizon))
+                    .append_revocation(
+                        RevocationKind::Session,
+                        &claims.sid,
+                        now,
+                        now,
+                        now.saturating_add(horizon),
+                    )
                     .await
                     .map_err(|e| ApiError::server_error(&e))?;
                 tracing::info!(sid = %claims.sid, by = %caller.client_id, "session revoked");
