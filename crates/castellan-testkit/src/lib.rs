@@ -1,7 +1,7 @@
 //! Boots a real Castellan authority in-process, on an ephemeral loopback
 //! port, with a clock the test moves. Integration tests speak HTTP to it.
 #![forbid(unsafe_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test helper: failing loudly is its job
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a test helper: failing loudly is its job
 
 use castellan_authority::{Authority, Config, StartEnv};
 use castellan_core::ManualClock;
