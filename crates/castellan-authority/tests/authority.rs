@@ -175,7 +175,8 @@ async fn token_endpoint_errors_follow_rfc6749() {
             .into_bytes()
     };
     let good = (id.as_str(), secret.as_str());
-    let cases: Vec<(&str, Option<(&str, &str)>, &str, Vec<u8>, u16, &str)> = vec![
+    type Case<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a str, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "missing grant_type",
             Some(good),
