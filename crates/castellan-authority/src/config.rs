@@ -132,6 +132,58 @@ impl Config {
         })
     }
 
+    /// Reads the optional file, then applies `CASTELLAN_<SECTION>__<KEY>`
+    /// variables from `env` over it (for example `CASTELLAN_KEYS__ALGORITHM=EdDSA`
+    /// or `CASTELLAN_TOKENS__ACCESS_TOKEN_TTL=2m`). Unknown sections or keys
+    /// are errors, from the file and the environment alike.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let (label, text) = match file {
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?,
+            ),
+            None => ("(defaults)".to_owned(), String::new()),
+        };
+        let parse_err = |reason: String| ConfigError::Parse {
+            path: label.clone(),
+            reason,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("CASTELLAN_") else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let value = value
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .unwrap_or(toml::Value::String(value));
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => {
+                    t.insert(key, value);
+                }
+                _ => {
+                    return Err(parse_err(format!(
+                        "environment variable `{name}`: `{section}` is not a section"
+                    )))
+                }
+            }
+        }
+        Self::deserialize(toml::Value::Table(table)).map_err(|e| parse_err(e.to_string()))
+    }
+
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
@@ -230,6 +282,34 @@ mod tests {
             .contains("unknown field"));
         assert!(Config::from_toml("[tokens]\naccess_token_ttl = \"5 minutes\"\n").is_err());
         assert!(Config::from_toml("[keys]\nalgorithm = \"HS256\"\n").is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[keys]\nalgorithm = \"RS256\"\n").unwrap();
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("CASTELLAN_KEYS__ALGORITHM", "EdDSA"),
+                ("CASTELLAN_LIMITS__MAX_BODY_BYTES", "4096"),
+                ("CASTELLAN_LISTEN", "ignored: flags handle it"),
+                ("OTHER__X", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.keys.algorithm, Algorithm::EdDSA);
+        assert_eq!(c.limits.max_body_bytes, 4096);
+        let err = Config::load(None, env(&[("CASTELLAN_KEYS__ROTATION", "1d")])).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        assert!(Config::load(None, env(&[("CASTELLAN_TOKENS__LEEWAY", "soon")])).is_err());
     }
 
     #[test]

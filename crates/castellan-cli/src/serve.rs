@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Where and how the authority runs. Flags override `CASTELLAN_*`
-/// variables, which override the config file, which overrides defaults.
+/// variables (`CASTELLAN_LISTEN`, or `CASTELLAN_KEYS__ALGORITHM` for file
+/// settings), which override the config file, which overrides defaults.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
@@ -37,10 +38,7 @@ pub struct ServeArgs {
 
 fn build_config(file: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<Config> {
     let file = file.or_else(|| args.config.clone());
-    let mut config = match &file {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    let mut config = Config::load(file.as_deref(), std::env::vars())?;
     if let Some(l) = args.listen {
         config.listen = l;
     }

@@ -396,6 +396,14 @@ fn config_check_validates_files() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["listen"], "127.0.0.1:9200");
+    let out = check(&["--json", g], Some(("CASTELLAN_TOKENS__ACCESS_TOKEN_TTL", "3m")));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["tokens"]["access_token_ttl"], "3m",
+        "CASTELLAN_SECTION__KEY overrides the file"
+    );
+    let out = check(&[g], Some(("CASTELLAN_KEYS__NO_SUCH_KEY", "1")));
+    assert!(!out.status.success());
     for (name, text, needle) in [
         ("unknown.toml", "[keys]\nrotate = \"1d\"\n", "unknown field"),
         (
