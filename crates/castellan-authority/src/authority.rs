@@ -112,11 +112,16 @@ impl Authority {
             path: dir.display().to_string(),
             reason: e.to_string(),
         };
+        let fresh = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+            if fresh {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+            } else if std::fs::metadata(&dir).map_err(dir_err)?.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(data_dir = %dir.display(), "data dir is readable by group or others; chmod 700 it");
+            }
         }
         let master = Arc::new(MasterKey::load_or_create(env.master_key.as_deref(), &dir)?);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("castellan.db")).await?);
