@@ -124,7 +124,15 @@ impl Authority {
             }
         }
         let master = Arc::new(MasterKey::load_or_create(env.master_key.as_deref(), &dir)?);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("castellan.db")).await?);
+        let db_path = dir.join("castellan.db");
+        if !db_path.exists() {
+            // SQLite gives its -wal and -shm files the mode of the database file.
+            write_private_file(&db_path, b"").map_err(|e| StartError::DataDir {
+                path: db_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await?);
         let stored_check = store.init_meta("master_key_check", master.check_value()).await?;
         if stored_check != master.check_value() {
             return Err(StartError::WrongMasterKey);

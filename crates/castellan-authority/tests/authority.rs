@@ -358,6 +358,7 @@ async fn token_endpoint_errors_follow_rfc6749() {
     // Wrong method.
     let resp = ta.http.get(format!("{}/oauth2/token", ta.url)).send().await.unwrap();
     assert_eq!(resp.status(), 405);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_request");
 }
 
 #[tokio::test]
@@ -813,11 +814,19 @@ async fn metrics_count_issuance_and_errors() {
     let ta = TestAuthority::start().await;
     let (id, secret) = ta.client("caller", &["orders"], &[]).await;
     ta.access_token(&id, &secret, &[]).await;
-    let _ = ta.token_request(Some((&id, "wrong")), &[("grant_type", "client_credentials")]).await;
+    let _ = ta
+        .token_request(Some((&id, "wrong")), &[("grant_type", "client_credentials")])
+        .await;
     let resp = ta.http.get(format!("{}/metrics", ta.url)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
-    assert!(text.contains("castellan_tokens_issued_total{grant_type=\"client_credentials\"}"), "{text}");
-    assert!(text.contains("castellan_http_errors_total{error=\"invalid_client\"}"), "{text}");
+    assert!(
+        text.contains("castellan_tokens_issued_total{grant_type=\"client_credentials\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("castellan_http_errors_total{error=\"invalid_client\"}"),
+        "{text}"
+    );
     assert!(!text.contains(&secret));
 }

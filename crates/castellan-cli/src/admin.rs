@@ -129,7 +129,7 @@ fn url_encode(s: &str) -> String {
 
 fn print(json: bool, value: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        out!("{}", serde_json::to_string_pretty(value)?);
     } else {
         human(value);
     }
@@ -147,12 +147,17 @@ fn time(v: &Value, k: &str) -> String {
 }
 
 fn print_keys(v: &Value) {
-    println!(
+    out!(
         "{:<44} {:<6} {:<10} {:>11} {:>11} {:>11}",
-        "KID", "ALG", "STATE", "CREATED", "ACTIVATED", "REMOVE_AT"
+        "KID",
+        "ALG",
+        "STATE",
+        "CREATED",
+        "ACTIVATED",
+        "REMOVE_AT"
     );
     for k in v.get("keys").and_then(Value::as_array).into_iter().flatten() {
-        println!(
+        out!(
             "{:<44} {:<6} {:<10} {:>11} {:>11} {:>11}",
             s(k, "kid"),
             s(k, "alg"),
@@ -165,21 +170,21 @@ fn print_keys(v: &Value) {
 }
 
 fn print_client(c: &Value) {
-    println!("client_id:   {}", s(c, "client_id"));
+    out!("client_id:   {}", s(c, "client_id"));
     if let Some(secret) = c.get("client_secret").and_then(Value::as_str) {
-        println!("secret:      {secret}   (shown once; store it now)");
+        out!("secret:      {secret}   (shown once; store it now)");
     }
-    println!("name:        {}", s(c, "name"));
+    out!("name:        {}", s(c, "name"));
     let list = |k: &str| {
         c.get(k)
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
             .unwrap_or_default()
     };
-    println!("audiences:   {}", list("audiences"));
-    println!("scopes:      {}", list("scopes"));
-    println!("auth method: {}", s(c, "auth_method"));
-    println!(
+    out!("audiences:   {}", list("audiences"));
+    out!("scopes:      {}", list("scopes"));
+    out!("auth method: {}", s(c, "auth_method"));
+    out!(
         "token ttl:   {}",
         c.get("access_token_ttl").and_then(Value::as_str).unwrap_or("default")
     );
@@ -250,14 +255,14 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
             let admin = Admin::connect(&conn).await?;
             let v = admin.call(Method::GET, "/clients", None).await?;
             print(admin.json, &v, |v| {
-                println!("{:<24} {:<16} {:<32} AUDIENCES", "CLIENT_ID", "AUTH", "NAME");
+                out!("{:<24} {:<16} {:<32} AUDIENCES", "CLIENT_ID", "AUTH", "NAME");
                 for c in v.get("clients").and_then(Value::as_array).into_iter().flatten() {
                     let auds = c
                         .get("audiences")
                         .and_then(Value::as_array)
                         .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
                         .unwrap_or_default();
-                    println!(
+                    out!(
                         "{:<24} {:<16} {:<32} {}",
                         s(c, "client_id"),
                         s(c, "auth_method"),
@@ -280,7 +285,7 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
                 .call(Method::DELETE, &format!("/clients/{}", url_encode(&client_id)), None)
                 .await?;
             print(admin.json, &json!({ "deleted": client_id }), |_| {
-                println!("deleted {client_id}")
+                out!("deleted {client_id}")
             })
         }
         ClientCommand::RotateSecret { client_id, conn } => {

@@ -1,6 +1,14 @@
 //! The `castellan` binary.
 #![forbid(unsafe_code)]
 
+/// `println!` that does not panic when stdout is a closed pipe (`castellan keys list | head -1`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 mod admin;
 mod cli;
 mod serve;

@@ -22,7 +22,8 @@ pub struct ServeArgs {
     /// Data directory (SQLite store, master key, bootstrap credentials).
     #[arg(long, env = "CASTELLAN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL; only the embedded SQLite store under the data dir is supported so far.
+    /// PostgreSQL URL for several authority nodes (not supported yet: the
+    /// embedded SQLite store under the data dir is used when this is omitted).
     #[arg(long, env = "CASTELLAN_DATABASE")]
     pub database: Option<String>,
     /// Issuer URL (default: http:// + the listen address).
@@ -52,13 +53,11 @@ fn build_config(file: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<Confi
         config.trust_domain = Some(td.clone());
     }
     if let Some(db) = &args.database {
-        let sqlite_here = db == "sqlite" || db.starts_with("sqlite:");
-        if !sqlite_here {
-            anyhow::bail!(
-                "--database `{}`: only the embedded SQLite store is supported in this version; omit --database",
-                db.split('@').next_back().unwrap_or("")
-            );
-        }
+        // `--database` names an external PostgreSQL store; never echo it (it may hold a password).
+        let scheme = db.split("://").next().unwrap_or("");
+        anyhow::bail!(
+            "--database ({scheme}://...): only the embedded SQLite store under the data dir is supported in this version; omit --database"
+        );
     }
     config.validate()?;
     Ok(config)
@@ -67,9 +66,9 @@ fn build_config(file: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<Confi
 pub fn check(file: Option<PathBuf>, args: ServeArgs, json: bool) -> anyhow::Result<()> {
     let config = build_config(file, &args)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&config)?);
+        out!("{}", serde_json::to_string_pretty(&config)?);
     } else {
-        println!(
+        out!(
             "config ok: issuer {}, data dir {}",
             config.issuer(),
             config.data_dir.display()

@@ -154,6 +154,8 @@ async fn first_start_writes_private_bootstrap_credentials() {
         assert_eq!(mode(&data.join("bootstrap-admin.json")), 0o600);
         assert_eq!(mode(&data.join("master.key")), 0o600);
         assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("castellan.db")), 0o600);
+        assert_eq!(mode(&data.join("castellan.db-wal")), 0o600);
     }
     assert!(data.join("castellan.db").exists());
     let meta: Value = http()

@@ -14,6 +14,13 @@ pub fn metadata_document(auth: &Authority) -> serde_json::Value {
     let iss = auth.issuer();
     let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
     let auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+    // Algorithms of the keys whose tokens are valid now (several after a change of `keys.algorithm`).
+    let mut signing_algs: Vec<String> = Vec::new();
+    for info in &auth.keys().current().infos {
+        if info.state != castellan_store::KeyState::Withdrawn && !signing_algs.contains(&info.alg) {
+            signing_algs.push(info.alg.clone());
+        }
+    }
     json!({
         "issuer": iss,
         "token_endpoint": format!("{iss}{}", paths::TOKEN),
@@ -30,7 +37,7 @@ pub fn metadata_document(auth: &Authority) -> serde_json::Value {
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
         "id_token_signing_alg_values_supported": [auth.config().keys.algorithm.as_str()],
-        "access_token_signing_alg_values_supported": algs,
+        "access_token_signing_alg_values_supported": signing_algs,
         "scopes_supported": [crate::ADMIN_SCOPE],
         "castellan_admin_endpoint": format!("{iss}{}", paths::ADMIN),
     })

@@ -112,6 +112,14 @@ impl ApiError {
     pub fn not_found(d: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", d)
     }
+    /// 405 `invalid_request`: the endpoint exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "method not allowed on this endpoint",
+        )
+    }
     /// 409 `conflict`.
     pub fn conflict(d: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", d)

@@ -44,5 +44,6 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(discovery::metrics))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
         .with_state(auth)
 }
