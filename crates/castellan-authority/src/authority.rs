@@ -2,11 +2,12 @@
 //! key-rotation scheduler.
 
 use crate::config::Config;
+use crate::events::{EventHub, StreamEvent, VerifierRegistry};
 use crate::http::error::ApiError;
 use crate::keys::{KeyError, KeyManager, KeySchedule};
 use crate::secrets::{new_client_secret, random_id, write_private_file, MasterKey, SecretError};
 use castellan_core::{Clock, UnixTime};
-use castellan_store::{ClientRecord, SqliteStore, Store, StoreError};
+use castellan_store::{ClientRecord, RevocationEvent, RevocationKind, SqliteStore, Store, StoreError};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -89,6 +90,17 @@ pub struct Authority {
     keys: KeyManager,
     clock: Arc<dyn Clock>,
     metrics: PrometheusHandle,
+    events: EventHub,
+    verifiers: VerifierRegistry,
+}
+
+/// What a rotation did.
+#[derive(Debug)]
+pub struct RotationOutcome {
+    /// The keys afterwards.
+    pub keys: Arc<crate::keys::KeySet>,
+    /// Live verifiers that did not hold the promoted key when it started signing.
+    pub laggards: Vec<String>,
 }
 
 fn prometheus() -> PrometheusHandle {
@@ -153,6 +165,8 @@ impl Authority {
             keys,
             clock,
             metrics: prometheus(),
+            events: EventHub::default(),
+            verifiers: VerifierRegistry::default(),
         });
         authority.bootstrap_admin(env).await?;
         Ok(authority)
@@ -257,9 +271,90 @@ impl Authority {
         self.store.get_client(id).await.map_err(|e| ApiError::server_error(&e))
     }
 
-    /// One scheduler pass: rotate when due, drop expired keys and events.
+    /// Live events for open streams.
+    pub fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    /// Verifiers that reported in.
+    pub fn verifiers(&self) -> &VerifierRegistry {
+        &self.verifiers
+    }
+
+    /// Appends a revocation to the durable log and pushes it to every open
+    /// stream. It expires once no token it could affect is still valid.
+    pub async fn record_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        not_before: UnixTime,
+    ) -> Result<RevocationEvent, StoreError> {
+        let now = self.now();
+        let horizon = self.keys.schedule().token_horizon;
+        let event = self
+            .store
+            .append_revocation(kind, value, not_before, now, now.saturating_add(horizon))
+            .await?;
+        metrics::counter!("castellan_revocations_total", "kind" => kind.as_str()).increment(1);
+        self.events.publish(StreamEvent::Revocation(event.clone()));
+        Ok(event)
+    }
+
+    fn publish_keys(&self) {
+        let kids = self
+            .keys
+            .current()
+            .infos
+            .iter()
+            .filter(|k| k.state != castellan_store::KeyState::Withdrawn)
+            .map(|k| k.kid.clone())
+            .collect();
+        self.events.publish(StreamEvent::Keys { kids });
+    }
+
+    /// Waits until every live verifier holds `kid`, at most `keys.ack_timeout`;
+    /// returns the ones that still do not.
+    async fn wait_for_ack(&self, kid: &str) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + self.config.keys.ack_timeout.0;
+        loop {
+            let laggards = self.verifiers.laggards(kid, self.now());
+            if laggards.is_empty() || tokio::time::Instant::now() >= deadline {
+                if !laggards.is_empty() {
+                    tracing::warn!(kid, laggards = ?laggards, "promoting a key some live verifiers do not hold yet");
+                    metrics::counter!("castellan_rotation_ack_timeouts_total").increment(1);
+                }
+                return laggards;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Rotates now. A routine rotation first waits (bounded) for every live
+    /// verifier to hold the next key; an emergency never waits.
+    pub async fn rotate_keys(&self, emergency: bool) -> Result<RotationOutcome, KeyError> {
+        let mut laggards = Vec::new();
+        if !emergency {
+            if let Some(next) = self.keys.next_kid() {
+                laggards = self.wait_for_ack(&next).await;
+            }
+        }
+        let (keys, withdrawn) = self.keys.rotate(emergency).await?;
+        if let Some(event) = withdrawn {
+            self.events.publish(StreamEvent::Revocation(event));
+        }
+        self.publish_keys();
+        Ok(RotationOutcome { keys, laggards })
+    }
+
+    /// One scheduler pass: rotate when due (after the verifiers hold the
+    /// next key, or the acknowledgement wait ran out), drop expired keys and events.
     pub async fn maintain(&self) -> Result<(), KeyError> {
-        self.keys.maintain().await?;
+        if let Some(next) = self.keys.due_for_promotion() {
+            self.wait_for_ack(&next).await;
+        }
+        if self.keys.maintain().await? {
+            self.publish_keys();
+        }
         let purged = self.store.purge_revocations(self.now()).await?;
         if purged > 0 {
             tracing::debug!(purged, "expired revocation events purged");

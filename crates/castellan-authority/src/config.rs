@@ -39,6 +39,29 @@ pub struct Config {
     pub keys: KeyConfig,
     /// Request limits.
     pub limits: LimitConfig,
+    /// The revocation stream and verifier staleness.
+    pub revocation: RevocationConfig,
+}
+
+/// The revocation stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationConfig {
+    /// How often an idle stream carries a keep-alive, so verifiers can tell a
+    /// quiet authority from a dead one.
+    pub heartbeat_interval: HumanDuration,
+    /// How long a verifier may go without the stream before it stops trusting
+    /// its revocation state (then fails closed, or open if configured).
+    pub staleness_window: HumanDuration,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: HumanDuration::from_secs(5),
+            staleness_window: HumanDuration::from_secs(300),
+        }
+    }
 }
 
 /// Token lifetimes.
@@ -66,6 +89,9 @@ pub struct KeyConfig {
     pub jwks_max_age: HumanDuration,
     /// How often the scheduler looks at the keys.
     pub check_interval: HumanDuration,
+    /// Longest a routine rotation waits for every live verifier to hold the
+    /// next key before promoting it anyway (with a warning naming the laggards).
+    pub ack_timeout: HumanDuration,
 }
 
 /// Request limits.
@@ -86,6 +112,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             keys: KeyConfig::default(),
             limits: LimitConfig::default(),
+            revocation: RevocationConfig::default(),
         }
     }
 }
@@ -107,6 +134,7 @@ impl Default for KeyConfig {
             rotation_interval: HumanDuration::from_secs(7 * 86_400),
             jwks_max_age: HumanDuration::from_secs(300),
             check_interval: HumanDuration::from_secs(10),
+            ack_timeout: HumanDuration::from_secs(30),
         }
     }
 }
@@ -251,6 +279,19 @@ impl Config {
         }
         if k.check_interval.secs() < 1 {
             return invalid("keys.check_interval must be at least 1s".into());
+        }
+        if k.ack_timeout.secs() > 600 {
+            return invalid("keys.ack_timeout must be at most 10m".into());
+        }
+        let r = &self.revocation;
+        if r.heartbeat_interval.secs() < 1 || r.heartbeat_interval.secs() > 60 {
+            return invalid("revocation.heartbeat_interval must be between 1s and 60s".into());
+        }
+        if r.staleness_window.secs() < r.heartbeat_interval.secs().saturating_mul(3) {
+            return invalid(format!(
+                "revocation.staleness_window ({}) must be at least three heartbeats ({} each)",
+                r.staleness_window, r.heartbeat_interval
+            ));
         }
         if !(1024..=1024 * 1024).contains(&self.limits.max_body_bytes) {
             return invalid("limits.max_body_bytes must be between 1024 and 1048576".into());

@@ -9,7 +9,7 @@ use crate::secrets::{MasterKey, SecretError};
 use arc_swap::ArcSwap;
 use castellan_core::{Clock, UnixTime};
 use castellan_jose::{Algorithm, JoseError, Jwks, PublicJwk, SigningKey, VerifyingKey};
-use castellan_store::{KeyRecord, KeyState, RevocationKind, Store, StoreError};
+use castellan_store::{KeyRecord, KeyState, RevocationEvent, RevocationKind, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -209,7 +209,7 @@ impl KeyManager {
     /// Makes the published next key active now. In an emergency the active
     /// key is withdrawn (gone from JWKS at once, its tokens invalid) instead
     /// of retired. A new next key is published either way.
-    pub async fn rotate(&self, emergency: bool) -> Result<Arc<KeySet>, KeyError> {
+    pub async fn rotate(&self, emergency: bool) -> Result<(Arc<KeySet>, Option<RevocationEvent>), KeyError> {
         let _guard = self.write_lock.lock().await;
         let now = self.clock.now();
         let s = self.schedule;
@@ -234,8 +234,10 @@ impl KeyManager {
         let mut upserts: Vec<KeyRecord> = promote(active, next, now, s.token_horizon, old_state).collect();
         upserts.push(new_record(&self.master, s.algorithm, now)?);
         self.store.write_keys(&upserts, &[]).await?;
+        let mut withdrawn = None;
         if emergency {
-            self.store
+            let event = self
+                .store
                 .append_revocation(
                     RevocationKind::Key,
                     &active.kid,
@@ -245,10 +247,36 @@ impl KeyManager {
                 )
                 .await?;
             tracing::warn!(withdrawn = %active.kid, active = %next.kid, "emergency rotation: key withdrawn");
+            withdrawn = Some(event);
         } else {
             tracing::info!(retired = %active.kid, active = %next.kid, "manual key rotation");
         }
-        self.reload().await
+        Ok((self.reload().await?, withdrawn))
+    }
+
+    /// The next key's kid when the schedule would promote it now.
+    pub fn due_for_promotion(&self) -> Option<String> {
+        let now = self.clock.now();
+        let s = self.schedule;
+        let set = self.current();
+        let active = set.infos.iter().find(|k| k.state == KeyState::Active)?;
+        let next = set.infos.iter().find(|k| k.state == KeyState::Next)?;
+        let served = active
+            .activated_at
+            .unwrap_or(active.created_at)
+            .saturating_add(s.rotation_interval)
+            <= now;
+        let published = next.created_at.saturating_add(s.jwks_max_age.saturating_mul(2)) <= now;
+        (served && published).then(|| next.kid.clone())
+    }
+
+    /// The next key's kid.
+    pub fn next_kid(&self) -> Option<String> {
+        self.current()
+            .infos
+            .iter()
+            .find(|k| k.state == KeyState::Next)
+            .map(|k| k.kid.clone())
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod authority;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod secrets;

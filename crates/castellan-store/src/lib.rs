@@ -79,6 +79,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         value: &str,
         now: UnixTime,
     ) -> StoreResult<Option<RevocationEvent>>;
+    /// The highest sequence number ever assigned (0 when none).
+    async fn latest_revocation_seq(&self) -> StoreResult<i64>;
     /// Drops events that expired before `now`; returns how many.
     async fn purge_revocations(&self, now: UnixTime) -> StoreResult<u64>;
 

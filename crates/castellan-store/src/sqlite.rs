@@ -297,6 +297,14 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn latest_revocation_seq(&self) -> StoreResult<i64> {
+        // sqlite_sequence remembers the highest AUTOINCREMENT value even after purges.
+        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'revocations'")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
     async fn purge_revocations(&self, now: UnixTime) -> StoreResult<u64> {
         let res = sqlx::query("DELETE FROM revocations WHERE expires_at < ?")
             .bind(now)

@@ -72,6 +72,7 @@ async fn keys_transition_atomically(store: &dyn Store) {
 }
 
 async fn revocation_log_is_ordered_and_expires(store: &dyn Store) {
+    assert_eq!(store.latest_revocation_seq().await.unwrap(), 0);
     let a = store
         .append_revocation(RevocationKind::Session, "s1", 5, 5, 50)
         .await
@@ -100,6 +101,7 @@ async fn revocation_log_is_ordered_and_expires(store: &dyn Store) {
         store.find_revocation(RevocationKind::Subject, "s1", 10).await.unwrap(),
         None
     );
+    assert_eq!(store.latest_revocation_seq().await.unwrap(), c.seq);
     assert_eq!(store.purge_revocations(55).await.unwrap(), 1);
     // Sequence numbers never go back, even after a purge.
     let d = store
@@ -107,6 +109,7 @@ async fn revocation_log_is_ordered_and_expires(store: &dyn Store) {
         .await
         .unwrap();
     assert!(d.seq > c.seq);
+    assert_eq!(store.latest_revocation_seq().await.unwrap(), d.seq);
 }
 
 async fn jti_replay_is_detected(store: &dyn Store) {

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use castellan_core::{AccessTokenClaims, HumanDuration};
 use castellan_jose::Jwks;
-use castellan_store::{ClientRecord, RevocationKind, StoreError};
+use castellan_store::{ClientRecord, RevocationEvent, RevocationKind, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -27,6 +27,10 @@ pub fn router() -> Router<Arc<Authority>> {
         .route("/clients/{id}/rotate-secret", post(rotate_secret))
         .route("/keys", get(list_keys))
         .route("/keys/rotate", post(rotate_keys))
+        .route("/sessions/{id}/revoke", post(revoke_session))
+        .route("/subjects/{id}/revoke", post(revoke_subject))
+        .route("/clients/{id}/revoke", post(revoke_client))
+        .route("/verifiers", get(list_verifiers))
 }
 
 async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {
@@ -271,17 +275,8 @@ async fn delete_client(
             return Err(ApiError::conflict("refusing to delete the last admin client"));
         }
     }
-    let now = auth.now();
-    let horizon = auth.keys().schedule().token_horizon;
     // Its live tokens die with it: a client revocation first, then the record.
-    auth.store()
-        .append_revocation(
-            RevocationKind::Client,
-            &c.client_id,
-            now,
-            now,
-            now.saturating_add(horizon),
-        )
+    auth.record_revocation(RevocationKind::Client, &c.client_id, auth.now())
         .await
         .map_err(|e| ApiError::server_error(&e))?;
     auth.store()
@@ -327,6 +322,9 @@ async fn rotate_secret(
 pub struct KeyList {
     /// Every stored key.
     pub keys: Vec<KeyInfo>,
+    /// After a rotation: live verifiers that did not hold the new active key yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub laggards: Vec<String>,
 }
 
 async fn list_keys(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -334,6 +332,7 @@ async fn list_keys(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Re
     let set = auth.keys().current();
     Ok(Json(KeyList {
         keys: set.infos.clone(),
+        laggards: Vec::new(),
     })
     .into_response())
 }
@@ -350,14 +349,77 @@ pub struct RotateKeys {
 async fn rotate_keys(State(auth): State<Arc<Authority>>, req: Request) -> Result<Response, ApiError> {
     let caller = require_admin(&auth, req.headers()).await?;
     let body: RotateKeys = json_body(&auth, req, true).await?.unwrap_or_default();
-    let set = auth
-        .keys()
-        .rotate(body.emergency)
+    tracing::info!(emergency = body.emergency, by = %caller.client_id, "key rotation requested");
+    let outcome = auth
+        .rotate_keys(body.emergency)
         .await
         .map_err(|e| ApiError::server_error(&e))?;
-    tracing::info!(emergency = body.emergency, by = %caller.client_id, "key rotation requested");
     Ok(Json(KeyList {
-        keys: set.infos.clone(),
+        keys: outcome.keys.infos.clone(),
+        laggards: outcome.laggards,
     })
     .into_response())
+}
+
+/// `POST /admin/v1/{sessions,subjects,clients}/{id}/revoke`: what was recorded.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Revoked {
+    /// The event as verifiers receive it.
+    pub event: RevocationEvent,
+}
+
+fn checked_id(id: &str) -> Result<&str, ApiError> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+        return Err(ApiError::invalid_request("id must be 1 to 256 printable characters"));
+    }
+    Ok(id)
+}
+
+async fn revoke(auth: &Authority, headers: &HeaderMap, kind: RevocationKind, id: &str) -> Result<Response, ApiError> {
+    let caller = require_admin(auth, headers).await?;
+    let id = checked_id(id)?;
+    if kind == RevocationKind::Client && auth.client(id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no client `{id}`")));
+    }
+    let event = auth
+        .record_revocation(kind, id, auth.now())
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
+    tracing::info!(kind = kind.as_str(), value = %id, seq = event.seq, by = %caller.client_id, "revoked");
+    Ok(Json(Revoked { event }).into_response())
+}
+
+async fn revoke_session(
+    State(auth): State<Arc<Authority>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    revoke(&auth, &headers, RevocationKind::Session, &id).await
+}
+
+async fn revoke_subject(
+    State(auth): State<Arc<Authority>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    revoke(&auth, &headers, RevocationKind::Subject, &id).await
+}
+
+async fn revoke_client(
+    State(auth): State<Arc<Authority>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    revoke(&auth, &headers, RevocationKind::Client, &id).await
+}
+
+async fn list_verifiers(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_admin(&auth, &headers).await?;
+    let latest = auth
+        .store()
+        .latest_revocation_seq()
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
+    let verifiers = auth.verifiers().list(auth.now(), latest);
+    Ok(Json(serde_json::json!({ "verifiers": verifiers, "latest_seq": latest })).into_response())
 }

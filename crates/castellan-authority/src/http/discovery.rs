@@ -40,6 +40,24 @@ pub fn metadata_document(auth: &Authority) -> serde_json::Value {
         "access_token_signing_alg_values_supported": signing_algs,
         "scopes_supported": [crate::ADMIN_SCOPE],
         "castellan_admin_endpoint": format!("{iss}{}", paths::ADMIN),
+        "castellan_revocation_endpoint": format!("{iss}{}", paths::REVOCATIONS),
+        "castellan_revocation_stream_endpoint": format!("{iss}{}", paths::REVOCATION_STREAM),
+        "castellan_verifier_heartbeat_endpoint": format!("{iss}{}", paths::HEARTBEAT),
+        "castellan_validation_profile": validation_profile(auth, &signing_algs),
+    })
+}
+
+/// The validation settings every verifier applies; local config may only tighten them.
+pub fn validation_profile(auth: &Authority, signing_algs: &[String]) -> serde_json::Value {
+    let c = auth.config();
+    json!({
+        "allowed_algorithms": signing_algs,
+        "token_type": castellan_core::claims::ACCESS_TOKEN_TYP,
+        "required_claims": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "sid"],
+        "max_leeway_seconds": c.tokens.leeway.secs(),
+        "max_token_lifetime_seconds": c.tokens.max_access_token_ttl.secs(),
+        "staleness_window_seconds": c.revocation.staleness_window.secs(),
+        "heartbeat_interval_seconds": c.revocation.heartbeat_interval.secs(),
     })
 }
 

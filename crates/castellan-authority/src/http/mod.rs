@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod oauth;
+pub mod stream;
 
 use crate::Authority;
 use axum::routing::{get, post};
@@ -28,6 +29,12 @@ pub mod paths {
     pub const REVOKE: &str = "/oauth2/revoke";
     /// Admin API root.
     pub const ADMIN: &str = "/admin/v1";
+    /// Revocation log snapshot.
+    pub const REVOCATIONS: &str = "/revocations";
+    /// Live revocation stream (SSE).
+    pub const REVOCATION_STREAM: &str = "/revocations/stream";
+    /// Verifier heartbeats.
+    pub const HEARTBEAT: &str = "/verifiers/heartbeat";
 }
 
 /// Every route.
@@ -39,6 +46,9 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route(paths::TOKEN, post(oauth::token))
         .route(paths::INTROSPECT, post(oauth::introspect))
         .route(paths::REVOKE, post(oauth::revoke))
+        .route(paths::REVOCATIONS, get(stream::snapshot))
+        .route(paths::REVOCATION_STREAM, get(stream::stream))
+        .route(paths::HEARTBEAT, post(stream::heartbeat))
         .nest(paths::ADMIN, admin::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))

@@ -184,16 +184,7 @@ pub async fn revoke(State(auth): State<Arc<Authority>>, req: Request) -> Respons
                 if claims.client_id != caller.client_id && !caller.admin {
                     return Err(ApiError::unauthorized_client("token was issued to another client"));
                 }
-                let now = auth.now();
-                let horizon = auth.keys().schedule().token_horizon;
-                auth.store()
-                    .append_revocation(
-                        RevocationKind::Session,
-                        &claims.sid,
-                        now,
-                        now,
-                        now.saturating_add(horizon),
-                    )
+                auth.record_revocation(RevocationKind::Session, &claims.sid, auth.now())
                     .await
                     .map_err(|e| ApiError::server_error(&e))?;
                 tracing::info!(sid = %claims.sid, by = %caller.client_id, "session revoked");

@@ -1,0 +1,170 @@
+//! What the authority pushes to verifiers, and what verifiers report back.
+//!
+//! Revocation events are appended to the store (the durable, ordered log)
+//! and then broadcast to every open stream. Verifiers report which kids they
+//! hold; rotation waits for them.
+
+use castellan_core::UnixTime;
+use castellan_store::RevocationEvent;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::broadcast;
+
+/// An item on the live stream.
+#[derive(Debug, Clone)]
+pub enum StreamEvent {
+    /// A new entry of the revocation log.
+    Revocation(RevocationEvent),
+    /// The published key set changed; verifiers should refetch JWKS now.
+    Keys {
+        /// Kids now published.
+        kids: Vec<String>,
+    },
+}
+
+/// Fan-out of live events to every open stream.
+#[derive(Debug)]
+pub struct EventHub {
+    tx: broadcast::Sender<StreamEvent>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        Self { tx }
+    }
+}
+
+impl EventHub {
+    /// Sends to every subscriber; nobody listening is fine.
+    pub fn publish(&self, event: StreamEvent) {
+        let _ = self.tx.send(event);
+    }
+    /// A receiver of events published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<StreamEvent> {
+        self.tx.subscribe()
+    }
+    /// Open streams.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+/// What a verifier reports (`POST /verifiers/heartbeat`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Stable id of this verifier instance (random per process).
+    pub verifier_id: String,
+    /// The audience it checks tokens for.
+    pub audience: String,
+    /// Kids it holds, parsed and ready.
+    pub kids: Vec<String>,
+    /// Last revocation sequence number it applied.
+    pub last_seq: i64,
+    /// `library` or `gate`.
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+impl Heartbeat {
+    /// Size and shape limits; the message says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let short = |s: &str, max: usize| !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control);
+        if !short(&self.verifier_id, 128) {
+            return Err("verifier_id must be 1 to 128 printable characters".into());
+        }
+        if !short(&self.audience, 256) {
+            return Err("audience must be 1 to 256 printable characters".into());
+        }
+        if self.kids.len() > 64 || !self.kids.iter().all(|k| short(k, 128)) {
+            return Err("kids must be at most 64 ids of 1 to 128 characters".into());
+        }
+        if self.last_seq < 0 {
+            return Err("last_seq must not be negative".into());
+        }
+        if let Some(kind) = &self.kind {
+            if !short(kind, 32) {
+                return Err("kind must be 1 to 32 characters".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A verifier as `castellan verifiers list` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VerifierView {
+    /// Instance id.
+    pub verifier_id: String,
+    /// Audience.
+    pub audience: String,
+    /// `library` or `gate`.
+    pub kind: Option<String>,
+    /// Kids held.
+    pub kids: Vec<String>,
+    /// Last sequence number applied.
+    pub last_seq: i64,
+    /// Events it has not applied yet.
+    pub stream_lag: i64,
+    /// Last heartbeat.
+    pub last_seen: UnixTime,
+    /// Heard from within the liveness window.
+    pub live: bool,
+}
+
+/// Most verifiers remembered at once; the longest-silent is forgotten first.
+pub const MAX_VERIFIERS: usize = 10_000;
+
+/// Verifiers not heard from for this long are not live, and rotation stops waiting for them.
+pub const LIVENESS_SECONDS: i64 = 30;
+
+/// Every verifier heard from recently.
+#[derive(Debug, Default)]
+pub struct VerifierRegistry {
+    inner: Mutex<HashMap<String, (Heartbeat, UnixTime)>>,
+}
+
+impl VerifierRegistry {
+    /// Records a heartbeat.
+    pub fn record(&self, hb: Heartbeat, now: UnixTime) {
+        let Ok(mut map) = self.inner.lock() else { return };
+        map.retain(|_, (_, seen)| now.saturating_sub(*seen) <= LIVENESS_SECONDS * 10);
+        if map.len() >= MAX_VERIFIERS && !map.contains_key(&hb.verifier_id) {
+            if let Some(oldest) = map.iter().min_by_key(|(_, (_, seen))| *seen).map(|(k, _)| k.clone()) {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(hb.verifier_id.clone(), (hb, now));
+    }
+
+    /// Every remembered verifier.
+    pub fn list(&self, now: UnixTime, latest_seq: i64) -> Vec<VerifierView> {
+        let Ok(map) = self.inner.lock() else { return Vec::new() };
+        let mut out: Vec<VerifierView> = map
+            .values()
+            .map(|(hb, seen)| VerifierView {
+                verifier_id: hb.verifier_id.clone(),
+                audience: hb.audience.clone(),
+                kind: hb.kind.clone(),
+                kids: hb.kids.clone(),
+                last_seq: hb.last_seq,
+                stream_lag: latest_seq.saturating_sub(hb.last_seq).max(0),
+                last_seen: *seen,
+                live: now.saturating_sub(*seen) <= LIVENESS_SECONDS,
+            })
+            .collect();
+        out.sort_by(|a, b| a.audience.cmp(&b.audience).then(a.verifier_id.cmp(&b.verifier_id)));
+        out
+    }
+
+    /// Live verifiers that do not hold `kid`.
+    pub fn laggards(&self, kid: &str, now: UnixTime) -> Vec<String> {
+        self.list(now, 0)
+            .into_iter()
+            .filter(|v| v.live && !v.kids.iter().any(|k| k == kid))
+            .map(|v| v.verifier_id)
+            .collect()
+    }
+}
