@@ -24,8 +24,46 @@ pub struct TestAuthority {
     pub clock: ManualClock,
     /// An HTTP client.
     pub http: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
+    config: Config,
+    server: Option<Server>,
     _dir: tempfile::TempDir,
+}
+
+/// A serving loop whose every connection can be cut at once (a `kill -9`
+/// as far as clients can tell; in-flight streams end abruptly).
+struct Server {
+    kill: oneshot::Sender<()>,
+}
+
+fn env() -> StartEnv {
+    StartEnv {
+        master_key: None,
+        bootstrap_admin_id: Some(ADMIN_ID.to_owned()),
+        bootstrap_admin_secret: Some(ADMIN_SECRET.to_owned()),
+    }
+}
+
+fn serve(listener: tokio::net::TcpListener, authority: Arc<Authority>) -> Server {
+    let (kill, mut killed) = oneshot::channel::<()>();
+    let app = castellan_authority::http::router(authority);
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut killed => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    conns.spawn(async move {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    });
+                }
+            }
+        }
+        conns.abort_all();
+    });
+    Server { kill }
 }
 
 impl TestAuthority {
@@ -46,30 +84,46 @@ impl TestAuthority {
         };
         tweak(&mut config);
         let clock = ManualClock::starting_now();
-        let env = StartEnv {
-            master_key: None,
-            bootstrap_admin_id: Some(ADMIN_ID.to_owned()),
-            bootstrap_admin_secret: Some(ADMIN_SECRET.to_owned()),
-        };
-        let authority = Authority::open(config, &env, Arc::new(clock.clone()))
+        let authority = Authority::open(config.clone(), &env(), Arc::new(clock.clone()))
             .await
             .expect("authority starts");
-        let (tx, rx) = oneshot::channel::<()>();
-        let app = castellan_authority::http::router(authority.clone());
-        tokio::spawn(async move {
-            let _ = axum_serve(listener, app, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
+        let server = serve(listener, authority.clone());
         Self {
             url: authority.issuer().to_owned(),
             authority,
             clock,
             http: reqwest::Client::new(),
-            shutdown: Some(tx),
+            config,
+            server: Some(server),
             _dir: dir,
         }
+    }
+
+    /// Cuts every connection and stops listening, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.kill.send(());
+        }
+    }
+
+    /// Starts the authority again on the same address, data dir and clock.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let mut listener = None;
+        for _ in 0..50 {
+            match tokio::net::TcpListener::bind(self.config.listen).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+        let listener = listener.expect("the same port again");
+        self.authority = Authority::open(self.config.clone(), &env(), Arc::new(self.clock.clone()))
+            .await
+            .expect("authority restarts");
+        self.server = Some(serve(listener, self.authority.clone()));
     }
 
     /// `POST /oauth2/token` with a form, Basic-authenticated when `basic` is given.
@@ -184,19 +238,9 @@ impl TestAuthority {
     }
 }
 
-async fn axum_serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-}
-
 impl Drop for TestAuthority {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.kill();
     }
 }
 

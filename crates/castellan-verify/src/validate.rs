@@ -1,0 +1,140 @@
+//! The validation code path: one pure function, every check in one place.
+
+use crate::token::VerifiedClaims;
+use crate::{EffectiveProfile, Rejection, RevocationState, VerifiedToken};
+use castellan_core::UnixTime;
+use castellan_jose::{verify_compact, VerifyOptions, VerifyingKey, MAX_TOKEN_BYTES};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Parsed public keys by kid.
+pub type KeyRing = HashMap<String, Arc<VerifyingKey>>;
+
+/// Everything a validation needs besides the token.
+#[derive(Debug, Clone, Copy)]
+pub struct ValidationContext<'a> {
+    /// Keys by kid.
+    pub keys: &'a KeyRing,
+    /// Settings.
+    pub profile: &'a EffectiveProfile,
+    /// Expected issuer.
+    pub issuer: &'a str,
+    /// This service.
+    pub audience: &'a str,
+    /// Revocations.
+    pub revocations: &'a RevocationState,
+    /// Now, from the injected clock.
+    pub now: UnixTime,
+}
+
+fn string(claims: &Map<String, Value>, name: &str) -> Result<String, Rejection> {
+    match claims.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(Rejection::MissingClaim(name.to_owned())),
+    }
+}
+
+fn integer(claims: &Map<String, Value>, name: &str) -> Result<i64, Rejection> {
+    claims
+        .get(name)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| Rejection::MissingClaim(name.to_owned()))
+}
+
+/// Validates an access token: structure and size, the signature with the key
+/// found by `kid` (its algorithm, never the header's), `typ`, issuer,
+/// audience, expiry, not-before, issued-at, lifetime, required claims and revocation.
+pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken, Rejection> {
+    let p = cx.profile;
+    let mut withdrawn = false;
+    let mut disallowed = false;
+    let verified = verify_compact(
+        token,
+        VerifyOptions {
+            expected_typ: Some(&p.token_type),
+            max_len: MAX_TOKEN_BYTES,
+        },
+        |kid| {
+            if cx.revocations.key_withdrawn(kid) {
+                withdrawn = true;
+                return None;
+            }
+            let key = cx.keys.get(kid)?;
+            if !p.algorithms.contains(&key.alg()) {
+                disallowed = true;
+                return None;
+            }
+            Some(key.as_ref())
+        },
+    );
+    let verified = match verified {
+        Ok(v) => v,
+        Err(_) if withdrawn => return Err(Rejection::KeyWithdrawn),
+        Err(_) if disallowed => return Err(Rejection::AlgorithmNotAllowed),
+        Err(e) => return Err(e.into()),
+    };
+    let c = &verified.claims;
+    let iss = string(c, "iss")?;
+    let sub = string(c, "sub")?;
+    let client_id = string(c, "client_id")?;
+    let sid = string(c, "sid")?;
+    let jti = string(c, "jti")?;
+    let exp = integer(c, "exp")?;
+    let iat = integer(c, "iat")?;
+    let aud_ok = match c.get("aud") {
+        Some(Value::String(a)) => a == cx.audience,
+        Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
+            list.iter().any(|a| a.as_str() == Some(cx.audience))
+        }
+        _ => return Err(Rejection::MissingClaim("aud".to_owned())),
+    };
+    let scope = match c.get("scope") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(Rejection::MissingClaim("scope".to_owned())),
+    };
+    for extra in &p.extra_required_claims {
+        if !c.contains_key(extra) {
+            return Err(Rejection::MissingClaim(extra.clone()));
+        }
+    }
+    if iss != cx.issuer {
+        return Err(Rejection::WrongIssuer);
+    }
+    if !aud_ok {
+        return Err(Rejection::WrongAudience);
+    }
+    let now = cx.now;
+    if now.saturating_sub(p.leeway) >= exp {
+        return Err(Rejection::Expired);
+    }
+    if let Some(nbf) = c.get("nbf") {
+        let nbf = nbf.as_i64().ok_or_else(|| Rejection::MissingClaim("nbf".to_owned()))?;
+        if nbf > now.saturating_add(p.leeway) {
+            return Err(Rejection::NotYetValid);
+        }
+    }
+    if iat > now.saturating_add(p.leeway) {
+        return Err(Rejection::IssuedInFuture);
+    }
+    if exp.saturating_sub(iat) > p.max_lifetime {
+        return Err(Rejection::LifetimeTooLong);
+    }
+    if let Some(by) = cx.revocations.check(&sid, &sub, &client_id, iat) {
+        return Err(Rejection::Revoked(by));
+    }
+    Ok(VerifiedToken::new(VerifiedClaims {
+        iss,
+        sub,
+        aud: cx.audience.to_owned(),
+        client_id,
+        sid,
+        jti,
+        scope,
+        iat,
+        exp,
+        kid: verified.kid,
+        act: c.get("act").cloned(),
+    }))
+}

@@ -1,0 +1,566 @@
+//! The running verifier: keys, revocation state and the tasks that keep them fresh.
+
+use crate::cache::TokenCache;
+use crate::profile::LocalPolicy;
+use crate::sources::{discover, fetch_jwks, SseParser};
+use crate::{
+    validate, EffectiveProfile, KeyRing, ProfileError, Rejection, RevocationEvent, RevocationState, ValidationContext,
+    VerifiedToken,
+};
+use arc_swap::ArcSwap;
+use castellan_core::{Clock, SystemClock};
+use castellan_jose::Algorithm;
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+/// What to do once the revocation state is older than the staleness window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Refuse every token ([`Rejection::Stale`]). The default.
+    #[default]
+    Closed,
+    /// Keep accepting tokens with the last known state, loudly.
+    Open,
+}
+
+/// Why a verifier could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Discovery failed.
+    #[error("discovery: {0}")]
+    Discovery(String),
+    /// The profile cannot be applied.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The first JWKS fetch failed.
+    #[error("jwks: {0}")]
+    Jwks(String),
+    /// The revocation stream did not deliver its snapshot in time.
+    #[error("revocation stream not ready within {0:?}")]
+    Stream(Duration),
+    /// Bad local settings.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// How a verifier is set up. Every setting may only tighten the authority's profile.
+#[derive(Debug, Clone)]
+pub struct VerifierBuilder {
+    authority: String,
+    audience: String,
+    policy: LocalPolicy,
+    fail_mode: FailMode,
+    clock: Arc<dyn Clock>,
+    cache_capacity: usize,
+    kind: String,
+    connect_timeout: Duration,
+    unknown_kid_cooldown: Duration,
+    heartbeat_every: Duration,
+}
+
+/// A point-in-time view of a verifier, for readiness checks and metrics.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VerifierStatus {
+    /// Instance id reported to the authority.
+    pub verifier_id: String,
+    /// Audience.
+    pub audience: String,
+    /// Kids held.
+    pub kids: Vec<String>,
+    /// Last revocation sequence number applied.
+    pub last_seq: i64,
+    /// The stream is connected now.
+    pub stream_connected: bool,
+    /// Milliseconds since anything arrived on the stream.
+    pub millis_since_contact: u64,
+    /// Past the staleness window.
+    pub stale: bool,
+}
+
+impl VerifierBuilder {
+    /// Local leeway (at most the authority's, at most 120 s).
+    pub fn leeway(mut self, d: Duration) -> Self {
+        self.policy.leeway = Some(d);
+        self
+    }
+    /// Accept only these algorithms (intersected with the authority's).
+    pub fn algorithms(mut self, algs: Vec<Algorithm>) -> Self {
+        self.policy.algorithms = Some(algs);
+        self
+    }
+    /// Shorter maximum token lifetime.
+    pub fn max_token_lifetime(mut self, d: Duration) -> Self {
+        self.policy.max_token_lifetime = Some(d);
+        self
+    }
+    /// Shorter staleness window.
+    pub fn staleness_window(mut self, d: Duration) -> Self {
+        self.policy.staleness_window = Some(d);
+        self
+    }
+    /// Fail open or closed past the staleness window.
+    pub fn fail_mode(mut self, m: FailMode) -> Self {
+        self.fail_mode = m;
+        self
+    }
+    /// Inject a clock (tests).
+    pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
+        self.clock = c;
+        self
+    }
+    /// Verified-token cache size (0 disables).
+    pub fn cache_capacity(mut self, n: usize) -> Self {
+        self.cache_capacity = n;
+        self
+    }
+    /// What this verifier reports itself as (`library`, `gate`).
+    pub fn kind(mut self, k: &str) -> Self {
+        self.kind = k.to_owned();
+        self
+    }
+    /// How long `connect` waits for discovery, keys and the stream snapshot.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Least time between JWKS refetches caused by unknown kids.
+    pub fn unknown_kid_cooldown(mut self, d: Duration) -> Self {
+        self.unknown_kid_cooldown = d;
+        self
+    }
+    /// How often the verifier reports its kids and stream position.
+    pub fn heartbeat_every(mut self, d: Duration) -> Self {
+        self.heartbeat_every = d;
+        self
+    }
+
+    /// Discovers the authority, applies its profile, fetches keys, and waits
+    /// for the revocation snapshot; then keeps all of it fresh in the background.
+    pub async fn connect(self) -> Result<Verifier, BuildError> {
+        let deadline = self.connect_timeout;
+        match tokio::time::timeout(deadline, self.connect_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(BuildError::Stream(deadline)),
+        }
+    }
+
+    async fn connect_inner(self) -> Result<Verifier, BuildError> {
+        if self.audience.is_empty() {
+            return Err(BuildError::Config("audience must not be empty".to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| BuildError::Config(e.to_string()))?;
+        let d = discover(&http, &self.authority).await.map_err(BuildError::Discovery)?;
+        let profile = EffectiveProfile::new(&d.castellan_validation_profile, &self.policy)?;
+        let fetched = fetch_jwks(&http, &d.jwks_uri).await.map_err(BuildError::Jwks)?;
+        let verifier_id = format!("{}-{}-{}", self.kind, std::process::id(), random_suffix());
+        let (ready_tx, mut ready_rx) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            audience: self.audience,
+            issuer: d.issuer,
+            profile,
+            fail_mode: self.fail_mode,
+            clock: self.clock,
+            http,
+            jwks_uri: d.jwks_uri,
+            stream_uri: d.castellan_revocation_stream_endpoint,
+            heartbeat_uri: d.castellan_verifier_heartbeat_endpoint,
+            keys: ArcSwap::from_pointee(fetched.keys),
+            jwks_max_age: AtomicU64::new(fetched.max_age.map_or(300, |d| d.as_secs())),
+            jwks_lock: tokio::sync::Mutex::new(Some(Instant::now())),
+            unknown_kid_cooldown: self.unknown_kid_cooldown,
+            revocations: RwLock::new(RevocationState::default()),
+            started: Instant::now(),
+            last_contact_ms: AtomicU64::new(0),
+            stream_connected: AtomicBool::new(false),
+            cache: TokenCache::new(self.cache_capacity),
+            verifier_id,
+            kind: self.kind,
+            heartbeat_every: self.heartbeat_every,
+            heartbeat_interval: Duration::from_secs(
+                d.castellan_validation_profile
+                    .heartbeat_interval_seconds
+                    .unwrap_or(5)
+                    .clamp(1, 60),
+            ),
+            keys_changed: Notify::new(),
+            ready: ready_tx,
+        });
+        let tasks = vec![
+            tokio::spawn(inner.clone().run_stream()),
+            tokio::spawn(inner.clone().run_jwks_refresh()),
+            tokio::spawn(inner.clone().run_heartbeat()),
+        ];
+        let guard = Arc::new(TaskGuard(Mutex::new(tasks)));
+        while !*ready_rx.borrow() {
+            if ready_rx.changed().await.is_err() {
+                break;
+            }
+        }
+        Ok(Verifier { inner, _tasks: guard })
+    }
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 6];
+    // The id only has to be unique among verifiers; a failed fill still yields an id.
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    castellan_jose::b64::encode(&b)
+}
+
+/// Aborts the background tasks when the last [`Verifier`] handle goes.
+#[derive(Debug)]
+struct TaskGuard(Mutex<Vec<JoinHandle<()>>>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.0.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    audience: String,
+    issuer: String,
+    profile: EffectiveProfile,
+    fail_mode: FailMode,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+    jwks_uri: String,
+    stream_uri: String,
+    heartbeat_uri: String,
+    keys: ArcSwap<KeyRing>,
+    jwks_max_age: AtomicU64,
+    /// Single flight for JWKS fetches; holds when the last one finished.
+    jwks_lock: tokio::sync::Mutex<Option<Instant>>,
+    unknown_kid_cooldown: Duration,
+    revocations: RwLock<RevocationState>,
+    started: Instant,
+    last_contact_ms: AtomicU64,
+    stream_connected: AtomicBool,
+    cache: TokenCache,
+    verifier_id: String,
+    kind: String,
+    heartbeat_every: Duration,
+    heartbeat_interval: Duration,
+    keys_changed: Notify,
+    ready: watch::Sender<bool>,
+}
+
+/// The verifier. Clones share one state and one set of background tasks.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+    _tasks: Arc<TaskGuard>,
+}
+
+impl Verifier {
+    /// Starts building a verifier for tokens addressed to `audience`.
+    pub fn builder(authority_url: &str, audience: &str) -> VerifierBuilder {
+        VerifierBuilder {
+            authority: authority_url.trim_end_matches('/').to_owned(),
+            audience: audience.to_owned(),
+            policy: LocalPolicy::default(),
+            fail_mode: FailMode::Closed,
+            clock: Arc::new(SystemClock),
+            cache_capacity: 10_000,
+            kind: "library".to_owned(),
+            connect_timeout: Duration::from_secs(10),
+            unknown_kid_cooldown: Duration::from_secs(5),
+            heartbeat_every: Duration::from_secs(10),
+        }
+    }
+
+    /// Verifies a token. An unknown kid triggers one single-flight JWKS
+    /// refetch (at most once per cooldown) before the token is refused.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, Rejection> {
+        let result = match self.inner.verify_now(token) {
+            Err(Rejection::UnknownKey) if self.inner.refresh_for_unknown_kid().await => self.inner.verify_now(token),
+            other => other,
+        };
+        match &result {
+            Ok(_) => metrics::counter!("castellan_verify_total", "result" => "ok").increment(1),
+            Err(r) => metrics::counter!("castellan_verify_total", "result" => r.label()).increment(1),
+        }
+        result
+    }
+
+    /// The audience it checks for.
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
+    }
+
+    /// The profile in force.
+    pub fn profile(&self) -> &EffectiveProfile {
+        &self.inner.profile
+    }
+
+    /// Whether the verifier can decide right now (keys held, state not stale or failing open).
+    pub fn is_ready(&self) -> bool {
+        !self.inner.keys.load().is_empty() && (self.inner.fail_mode == FailMode::Open || !self.inner.stale())
+    }
+
+    /// A snapshot for health checks and metrics.
+    pub fn status(&self) -> VerifierStatus {
+        let i = &self.inner;
+        let mut kids: Vec<String> = i.keys.load().keys().cloned().collect();
+        kids.sort();
+        VerifierStatus {
+            verifier_id: i.verifier_id.clone(),
+            audience: i.audience.clone(),
+            kids,
+            last_seq: i.revocations.read().map(|r| r.last_seq()).unwrap_or(0),
+            stream_connected: i.stream_connected.load(Ordering::Relaxed),
+            millis_since_contact: i.millis_since_contact(),
+            stale: i.stale(),
+        }
+    }
+}
+
+impl Inner {
+    fn millis_since_contact(&self) -> u64 {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        now.saturating_sub(self.last_contact_ms.load(Ordering::Relaxed))
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_contact_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn stale(&self) -> bool {
+        u128::from(self.millis_since_contact()) > self.profile.staleness_window.as_millis()
+    }
+
+    fn verify_now(&self, token: &str) -> Result<VerifiedToken, Rejection> {
+        if self.stale() {
+            match self.fail_mode {
+                FailMode::Closed => return Err(Rejection::Stale),
+                FailMode::Open => metrics::counter!("castellan_verify_stale_open_total").increment(1),
+            }
+        }
+        let keys = self.keys.load();
+        if keys.is_empty() {
+            return Err(Rejection::NotReady);
+        }
+        let now = self.clock.now();
+        let revocations = self.revocations.read().map_err(|_| Rejection::NotReady)?;
+        if let Some(hit) = self.cache.get(token, now, self.profile.leeway, &revocations) {
+            return hit;
+        }
+        let cx = ValidationContext {
+            keys: &keys,
+            profile: &self.profile,
+            issuer: &self.issuer,
+            audience: &self.audience,
+            revocations: &revocations,
+            now,
+        };
+        let verified = validate(token, &cx)?;
+        drop(revocations);
+        self.cache.insert(token, verified.clone(), now);
+        Ok(verified)
+    }
+
+    /// Refetches JWKS for an unknown kid: one fetch at a time, and none
+    /// within the cooldown of the last. True when keys may have changed.
+    async fn refresh_for_unknown_kid(&self) -> bool {
+        let asked = Instant::now();
+        let mut last = self.jwks_lock.lock().await;
+        if last.is_some_and(|t| t > asked) {
+            return true; // someone fetched while we waited
+        }
+        if last.is_some_and(|t| t.elapsed() < self.unknown_kid_cooldown) {
+            metrics::counter!("castellan_jwks_refetch_suppressed_total").increment(1);
+            return false;
+        }
+        let ok = self.fetch_keys().await;
+        *last = Some(Instant::now());
+        ok
+    }
+
+    async fn fetch_keys(&self) -> bool {
+        match fetch_jwks(&self.http, &self.jwks_uri).await {
+            Ok(fetched) => {
+                if let Some(age) = fetched.max_age {
+                    self.jwks_max_age.store(age.as_secs(), Ordering::Relaxed);
+                }
+                let count = fetched.keys.len();
+                self.keys.store(Arc::new(fetched.keys));
+                self.keys_changed.notify_one();
+                metrics::counter!("castellan_jwks_refresh_total", "outcome" => "ok").increment(1);
+                tracing::debug!(keys = count, "jwks refreshed");
+                true
+            }
+            Err(e) => {
+                metrics::counter!("castellan_jwks_refresh_total", "outcome" => "error").increment(1);
+                tracing::warn!(error = %e, "jwks refresh failed; keeping the keys we have");
+                false
+            }
+        }
+    }
+
+    /// Refreshes JWKS before its max-age runs out (at 80% of it), keeping the
+    /// old keys whenever a fetch fails (stale-while-revalidate).
+    async fn run_jwks_refresh(self: Arc<Self>) {
+        loop {
+            let max_age = self.jwks_max_age.load(Ordering::Relaxed);
+            let wait = Duration::from_millis(max_age.saturating_mul(800))
+                .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+            tokio::time::sleep(wait).await;
+            let ok = {
+                let mut last = self.jwks_lock.lock().await;
+                let ok = self.fetch_keys().await;
+                *last = Some(Instant::now());
+                ok
+            };
+            if !ok {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+
+    fn apply(&self, ev: &RevocationEvent) {
+        let applied = match self.revocations.write() {
+            Ok(mut state) => state.apply(ev),
+            Err(_) => false,
+        };
+        if applied {
+            metrics::gauge!("castellan_verifier_last_seq").set(ev.seq as f64);
+            if ev.kind == "key" {
+                // A withdrawn key leaves the ring at once, whatever JWKS caching says.
+                let mut ring: KeyRing = (**self.keys.load()).clone();
+                if ring.remove(&ev.value).is_some() {
+                    self.keys.store(Arc::new(ring));
+                    self.keys_changed.notify_one();
+                }
+                tracing::warn!(kid = %ev.value, "signing key withdrawn by the authority");
+            }
+        }
+    }
+
+    async fn run_stream(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let after = self.revocations.read().map(|r| r.last_seq()).unwrap_or(0);
+            let url = format!("{}?after={after}", self.stream_uri);
+            match self
+                .http
+                .get(&url)
+                .header("last-event-id", after.to_string())
+                .send()
+                .await
+            {
+                Ok(resp) if resp.status().is_success() => {
+                    self.stream_connected.store(true, Ordering::Relaxed);
+                    metrics::gauge!("castellan_verifier_stream_connected").set(1.0);
+                    self.touch();
+                    backoff = Duration::from_millis(100);
+                    self.read_stream(resp).await;
+                    self.stream_connected.store(false, Ordering::Relaxed);
+                    metrics::gauge!("castellan_verifier_stream_connected").set(0.0);
+                    tracing::warn!("revocation stream closed; reconnecting");
+                }
+                Ok(resp) => tracing::warn!(status = %resp.status(), "revocation stream refused"),
+                Err(e) => tracing::warn!(error = %e, "revocation stream unreachable"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn read_stream(&self, resp: reqwest::Response) {
+        let mut body = resp.bytes_stream();
+        let mut parser = SseParser::default();
+        // A stream that stays silent for three heartbeats is dead even if TCP says otherwise.
+        let idle_limit = (self.heartbeat_interval * 3).min(self.profile.staleness_window);
+        loop {
+            let chunk = match tokio::time::timeout(idle_limit, body.next()).await {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "revocation stream error");
+                    return;
+                }
+                Ok(None) | Err(_) => return,
+            };
+            self.touch();
+            let events = match parser.feed(&chunk) {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation stream unreadable");
+                    return;
+                }
+            };
+            for ev in events {
+                match ev.event.as_str() {
+                    "revocation" => match serde_json::from_str::<RevocationEvent>(&ev.data) {
+                        Ok(r) => self.apply(&r),
+                        Err(e) => tracing::warn!(error = %e, "unreadable revocation event"),
+                    },
+                    "keys" => {
+                        let mut last = self.jwks_lock.lock().await;
+                        self.fetch_keys().await;
+                        *last = Some(Instant::now());
+                    }
+                    "ready" => {
+                        let _ = self.ready.send(true);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    async fn heartbeat(&self) {
+        let mut kids: Vec<String> = self.keys.load().keys().cloned().collect();
+        kids.sort();
+        kids.truncate(64);
+        let last_seq = match self.revocations.write() {
+            Ok(mut r) => {
+                r.purge(self.clock.now());
+                r.last_seq()
+            }
+            Err(_) => 0,
+        };
+        metrics::gauge!("castellan_verifier_stale").set(if self.stale() { 1.0 } else { 0.0 });
+        let body = serde_json::json!({
+            "verifier_id": self.verifier_id,
+            "audience": self.audience,
+            "kids": kids,
+            "last_seq": last_seq,
+            "kind": self.kind,
+        });
+        if let Err(e) = self.http.post(&self.heartbeat_uri).json(&body).send().await {
+            tracing::debug!(error = %e, "heartbeat failed");
+        }
+    }
+
+    async fn run_heartbeat(self: Arc<Self>) {
+        loop {
+            self.heartbeat().await;
+            if self.stale() {
+                tracing::warn!(
+                    millis_since_contact = self.millis_since_contact(),
+                    fail_mode = ?self.fail_mode,
+                    "revocation state is stale"
+                );
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.heartbeat_every) => {}
+                _ = self.keys_changed.notified() => {}
+            }
+        }
+    }
+}
