@@ -288,6 +288,7 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
                 out!("deleted {client_id}")
             })
         }
+        ClientCommand::Revoke { client_id, conn } => revoke("clients", &client_id, &conn).await,
         ClientCommand::RotateSecret { client_id, conn } => {
             let admin = Admin::connect(&conn).await?;
             let v = admin
@@ -300,4 +301,67 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
             print(admin.json, &v, print_client)
         }
     }
+}
+
+/// `castellan {sessions,subjects,client} revoke ID`.
+pub async fn revoke(kind: &str, id: &str, conn: &Conn) -> anyhow::Result<()> {
+    let admin = Admin::connect(conn).await?;
+    let v = admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/{kind}/{}/revoke", url_encode(id)),
+            None,
+        )
+        .await?;
+    print(admin.json, &v, |v| {
+        let e = &v["event"];
+        out!(
+            "revoked {} `{}` (event {}); verifiers refuse its tokens as soon as the event reaches them",
+            s(e, "kind"),
+            s(e, "value"),
+            e.get("seq").and_then(Value::as_i64).unwrap_or(0)
+        );
+    })
+}
+
+/// `castellan verifiers list`.
+pub async fn verifiers(conn: &Conn) -> anyhow::Result<()> {
+    let admin = Admin::connect(conn).await?;
+    let v = admin.call(reqwest::Method::GET, "/verifiers", None).await?;
+    print(admin.json, &v, |v| {
+        out!(
+            "{:<28} {:<8} {:<20} {:>5} {:>4} KIDS",
+            "VERIFIER",
+            "KIND",
+            "AUDIENCE",
+            "LAG",
+            "LIVE"
+        );
+        for x in v.get("verifiers").and_then(Value::as_array).into_iter().flatten() {
+            let kids = x
+                .get("kids")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(|k| k.chars().take(8).collect::<String>())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            out!(
+                "{:<28} {:<8} {:<20} {:>5} {:>4} {}",
+                s(x, "verifier_id"),
+                s(x, "kind"),
+                s(x, "audience"),
+                x.get("stream_lag").and_then(Value::as_i64).unwrap_or(0),
+                if x.get("live").and_then(Value::as_bool).unwrap_or(false) {
+                    "yes"
+                } else {
+                    "no"
+                },
+                kids
+            );
+        }
+    })
 }

@@ -1,6 +1,6 @@
 //! Command-line grammar and dispatch.
 
-use crate::{admin, serve};
+use crate::{admin, gate, serve};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -37,6 +37,48 @@ pub enum Command {
     /// Manage OAuth clients on a running authority.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Revoke sessions on a running authority.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Revoke every token of a subject issued until now.
+    #[command(subcommand)]
+    Subjects(SubjectsCommand),
+    /// Show the verifiers (libraries and gates) connected to the authority.
+    #[command(subcommand)]
+    Verifiers(VerifiersCommand),
+    /// Run the verifier in front of a service: reverse proxy, or forward-auth.
+    Gate(gate::GateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Revoke a session (`sid`): every verifier refuses its tokens within a second.
+    Revoke {
+        /// The session id.
+        sid: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubjectsCommand {
+    /// Revoke every token of a subject issued until now.
+    Revoke {
+        /// The subject.
+        sub: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerifiersCommand {
+    /// List verifiers: audience, kids held, stream lag, liveness.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +171,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Revoke every token issued to a client until now (the client keeps working for new tokens).
+    Revoke {
+        /// Client id.
+        client_id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Issue a new secret; the old one stops working at once.
     RotateSecret {
         /// Client id.
@@ -144,5 +193,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check { file, serve, json }) => serve::check(file, serve, json),
         Command::Keys(cmd) => admin::keys(cmd).await,
         Command::Client(cmd) => admin::client(cmd).await,
+        Command::Sessions(SessionsCommand::Revoke { sid, conn }) => admin::revoke("sessions", &sid, &conn).await,
+        Command::Subjects(SubjectsCommand::Revoke { sub, conn }) => admin::revoke("subjects", &sub, &conn).await,
+        Command::Verifiers(VerifiersCommand::List { conn }) => admin::verifiers(&conn).await,
+        Command::Gate(args) => gate::run(args, cli.log_format).await,
     }
 }

@@ -11,6 +11,7 @@ macro_rules! out {
 
 mod admin;
 mod cli;
+mod gate;
 mod serve;
 
 use clap::Parser;

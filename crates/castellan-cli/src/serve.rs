@@ -77,7 +77,7 @@ pub fn check(file: Option<PathBuf>, args: ServeArgs, json: bool) -> anyhow::Resu
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -90,7 +90,7 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,0 +1,74 @@
+//! `castellan gate`.
+
+use crate::cli::LogFormat;
+use anyhow::Context;
+use castellan_gate::GateConfig;
+use clap::Args;
+use std::io::Write;
+use std::net::SocketAddr;
+
+/// The verifier in front of a service.
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CASTELLAN_GATE_LISTEN")]
+    pub listen: SocketAddr,
+    /// The service to forward admitted requests to (http://host:port). Omit with --forward-auth.
+    #[arg(
+        long,
+        env = "CASTELLAN_GATE_UPSTREAM",
+        required_unless_present = "forward_auth",
+        conflicts_with = "forward_auth"
+    )]
+    pub upstream: Option<String>,
+    /// The authority's URL.
+    #[arg(long, env = "CASTELLAN_AUTHORITY")]
+    pub authority: String,
+    /// The audience tokens must be for.
+    #[arg(long, env = "CASTELLAN_GATE_AUDIENCE")]
+    pub audience: String,
+    /// Clock-skew leeway (at most the authority's, e.g. `10s`).
+    #[arg(long)]
+    pub leeway: Option<String>,
+    /// Forward-auth mode: answer 200 with identity headers or 401 (nginx auth_request, Traefik, Envoy ext_authz).
+    #[arg(long)]
+    pub forward_auth: bool,
+    /// Staleness window for the revocation state (at most the authority's).
+    #[arg(long)]
+    pub staleness_window: Option<String>,
+    /// Keep admitting valid tokens when the revocation state is stale (default: fail closed).
+    #[arg(long)]
+    pub fail_open: bool,
+}
+
+pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
+    crate::serve::init_logging(log);
+    let duration = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
+        v.as_deref()
+            .map(castellan_core::parse_duration)
+            .transpose()
+            .with_context(|| flag.to_owned())
+    };
+    let config = GateConfig {
+        listen: args.listen,
+        upstream: args.upstream,
+        authority: args.authority.trim_end_matches('/').to_owned(),
+        audience: args.audience,
+        leeway: duration("--leeway", &args.leeway)?,
+        staleness_window: duration("--staleness-window", &args.staleness_window)?,
+        fail_open: args.fail_open,
+    };
+    let mode = if config.upstream.is_some() {
+        "proxy"
+    } else {
+        "forward-auth"
+    };
+    let (addr, serve) = castellan_gate::bind(config, crate::serve::shutdown_signal()).await?;
+    tracing::info!(%addr, mode, "castellan gate listening");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    drop(out);
+    serve.await?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Streaming reverse proxy to the one upstream.
+
+use crate::headers::strip_identity;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderName};
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+
+/// The service behind the gate.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    base_path: String,
+}
+
+impl Upstream {
+    /// Parses `http://host:port[/base]`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("--upstream `{url}`: {e}"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| format!("--upstream `{url}` needs http://"))?;
+        if scheme != Scheme::HTTP {
+            return Err(format!(
+                "--upstream `{url}`: only http:// upstreams are supported (the gate sits beside the service)"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("--upstream `{url}` needs a host"))?;
+        if uri.query().is_some() {
+            return Err(format!("--upstream `{url}` must not have a query"));
+        }
+        Ok(Self {
+            scheme,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) are never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(listed.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn bad_gateway(detail: &str) -> Response {
+    tracing::warn!(error = detail, "upstream request failed");
+    metrics::counter!("castellan_gate_upstream_errors_total").increment(1);
+    let body = serde_json::json!({"error": "bad_gateway", "error_description": "upstream unavailable"});
+    (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
+}
+
+/// Forwards an admitted request with `identity` headers and streams the answer back.
+pub async fn forward(
+    client: &Client<HttpConnector, Body>,
+    upstream: &Upstream,
+    req: Request,
+    identity: HeaderMap,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = match Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(format!("{}{}", upstream.base_path, path_and_query))
+        .build()
+    {
+        Ok(u) => u,
+        Err(_) => return bad_gateway("cannot build upstream URI"),
+    };
+    let original_host = parts.headers.remove(header::HOST);
+    strip_hop_by_hop(&mut parts.headers);
+    strip_identity(&mut parts.headers);
+    parts.headers.extend(identity);
+    if let Some(host) = original_host {
+        parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    parts.headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    let upstream_req = http::Request::from_parts(parts, body);
+    match client.request(upstream_req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(e) => bad_gateway(&e.to_string()),
+    }
+}
