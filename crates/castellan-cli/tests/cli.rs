@@ -5,13 +5,16 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_castellan");
+mod common;
 
+use common::{Proc, BIN};
+
+/// The authority with its bootstrap credentials in a file, as a newcomer runs it.
 struct Server {
-    child: Child,
+    proc: Proc,
     url: String,
     data_dir: PathBuf,
 }
@@ -21,38 +24,26 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .env_remove("CASTELLAN_MASTER_KEY")
             .env_remove("CASTELLAN_BOOTSTRAP_ADMIN_ID")
             .env_remove("CASTELLAN_BOOTSTRAP_ADMIN_SECRET");
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let proc = Proc::spawn(cmd);
         Self {
-            child,
-            url,
+            url: proc.url.clone(),
+            proc,
             data_dir: data_dir.to_owned(),
         }
     }
 
-    fn port(&self) -> &str {
-        self.url.rsplit(':').next().unwrap()
+    fn port(&self) -> String {
+        self.proc.port()
     }
 
     fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.proc.kill9();
     }
 
     fn cli(&self, args: &[&str]) -> Output {
@@ -75,13 +66,6 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -291,7 +275,7 @@ async fn everything_survives_a_kill_9_restart() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let kids_before = kids(&server.url).await;
-    let port = server.port().to_owned();
+    let port = server.port();
     server.kill9();
     let server = Server::start(&data, &format!("127.0.0.1:{port}"), &[]);
     assert_eq!(kids(&server.url).await, kids_before, "same keys after restart");
