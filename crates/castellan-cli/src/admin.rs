@@ -216,7 +216,20 @@ pub async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                     Some(json!({ "emergency": emergency })),
                 )
                 .await?;
-            print(admin.json, &v, print_keys)
+            print(admin.json, &v, |v| {
+                print_keys(v);
+                let laggards: Vec<&str> = v
+                    .get("laggards")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if !laggards.is_empty() {
+                    eprintln!(
+                        "warning: promoted before these live verifiers held the new key: {}",
+                        laggards.join(", ")
+                    );
+                }
+            })
         }
     }
 }
