@@ -52,11 +52,17 @@ impl SigningKey {
                 .map_err(|_| JoseError::Signing)?
                 .as_ref()
                 .to_vec(),
-            Algorithm::RS256 | Algorithm::PS256 => {
+            Algorithm::RS256 | Algorithm::PS256 => loop {
                 let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| JoseError::Signing)?;
+                // About one sound modulus in 2^28 carries the ROCA fingerprint by chance;
+                // verifiers refuse such keys, so never publish one.
+                let n = kp.public_key().modulus().big_endian_without_leading_zero().to_vec();
+                if crate::jwk::has_roca_fingerprint(&n) {
+                    continue;
+                }
                 let der: Pkcs8V1Der<'static> = kp.as_der().map_err(|_| JoseError::Signing)?;
-                der.as_ref().to_vec()
-            }
+                break der.as_ref().to_vec();
+            },
         };
         let key = Self::from_pkcs8(alg, &pkcs8)?;
         Ok((key, pkcs8))
