@@ -31,9 +31,13 @@ mod validate;
 mod verifier;
 
 pub use layer::{bearer, rejection_response, verify_request, RejectionResponse, VerifyLayer, VerifyService};
-pub use profile::{EffectiveProfile, ProfileError, ValidationProfile};
+pub use profile::{EffectiveProfile, LocalPolicy, ProfileError, ValidationProfile};
 pub use rejection::{Rejection, RevokedBy};
 pub use revocation::{RevocationEvent, RevocationState};
 pub use token::{VerifiedClaims, VerifiedToken};
 pub use validate::{validate, KeyRing, ValidationContext};
 pub use verifier::{BuildError, FailMode, Verifier, VerifierBuilder, VerifierStatus};
+
+/// The verified-token cache, exposed only for benchmarks; not a stable API.
+#[doc(hidden)]
+pub use cache::TokenCache;
