@@ -340,6 +340,7 @@ impl Authority {
         }
         let (keys, withdrawn) = self.keys.rotate(emergency).await?;
         if let Some(event) = withdrawn {
+            metrics::counter!("castellan_revocations_total", "kind" => "key").increment(1);
             self.events.publish(StreamEvent::Revocation(event));
         }
         self.publish_keys();

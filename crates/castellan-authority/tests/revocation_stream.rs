@@ -210,6 +210,21 @@ async fn routine_rotation_waits_for_verifiers_but_not_forever() {
     let (_, v) = ta.admin(Method::POST, "/keys/rotate", None).await;
     assert!(started.elapsed() < Duration::from_millis(900));
     assert!(v.get("laggards").is_none(), "{v}");
+    // A caller that gives up during the wait does not cancel the rotation.
+    let lagging = json!({"verifier_id": "slow", "audience": "orders", "kids": [], "last_seq": 0});
+    ta.http.post(&url).json(&lagging).send().await.unwrap();
+    let before = ta.published_kids().await;
+    let token = ta.admin_token().await;
+    let impatient = ta
+        .http
+        .post(format!("{}/admin/v1/keys/rotate", ta.url))
+        .bearer_auth(&token)
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(impatient.is_err(), "the caller timed out");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ta.published_kids().await[0], before[1], "the rotation completed anyway");
     // An emergency never waits.
     let lagging = json!({"verifier_id": "slow", "audience": "orders", "kids": [], "last_seq": 0});
     ta.http.post(&url).json(&lagging).send().await.unwrap();

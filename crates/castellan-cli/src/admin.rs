@@ -50,8 +50,10 @@ async fn error_of(resp: reqwest::Response) -> anyhow::Error {
 impl Admin {
     async fn connect(conn: &Conn) -> anyhow::Result<Self> {
         let creds = credentials(conn)?;
+        // Long enough for a routine rotation's acknowledgement wait (keys.ack_timeout is at most 10m).
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(660))
             .build()?;
         let server = conn.server.trim_end_matches('/');
         let meta: Value = http

@@ -39,6 +39,10 @@ pub struct GateArgs {
     /// Keep admitting valid tokens when the revocation state is stale (default: fail closed).
     #[arg(long)]
     pub fail_open: bool,
+    /// Serve /.castellan/health, /ready and /metrics on this address too. In forward-auth
+    /// mode they are served only here (every path on the main port is an authorization question).
+    #[arg(long, env = "CASTELLAN_GATE_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
 }
 
 pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
@@ -57,18 +61,23 @@ pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
         leeway: duration("--leeway", &args.leeway)?,
         staleness_window: duration("--staleness-window", &args.staleness_window)?,
         fail_open: args.fail_open,
+        health_listen: args.health_listen,
     };
     let mode = if config.upstream.is_some() {
         "proxy"
     } else {
         "forward-auth"
     };
-    let (addr, serve) = castellan_gate::bind(config, crate::serve::shutdown_signal()).await?;
+    let bound = castellan_gate::bind(config, crate::serve::shutdown_signal()).await?;
+    let addr = bound.addr;
     tracing::info!(%addr, mode, "castellan gate listening");
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{addr}")?;
+    if let Some(h) = bound.health_addr {
+        writeln!(out, "health on http://{h}")?;
+    }
     out.flush()?;
     drop(out);
-    serve.await?;
+    bound.serve.await?;
     Ok(())
 }

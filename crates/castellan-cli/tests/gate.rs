@@ -69,6 +69,7 @@ async fn proxy_admits_valid_tokens_with_identity_headers_only() {
     assert_eq!(h["x-castellan-client-id"], id.as_str());
     assert_eq!(h["x-castellan-sid"], sid_of(&token).as_str());
     assert_eq!(h["x-castellan-audience"], "orders");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert!(h.get("x-castellan-anything").is_none());
     assert_eq!(upstream.hits.load(Ordering::SeqCst), 1);
 
@@ -181,6 +182,77 @@ async fn forward_auth_answers_200_with_identity_or_401() {
         let r = http.post(format!("{}{path}", g.url)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
         assert!(r.headers().get("x-castellan-subject").is_none());
+    }
+    // The gate's own paths are not a way around it: without a token they are refused too.
+    for path in ["/.castellan/health", "/.castellan/ready", "/.castellan/metrics"] {
+        let r = http.get(format!("{}{path}", g.url)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} on the forward-auth port");
+    }
+}
+
+#[tokio::test]
+async fn forward_auth_health_lives_on_its_own_port() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Authority::start(dir.path(), "127.0.0.1:0");
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args([
+        "gate",
+        "--listen",
+        "127.0.0.1:0",
+        "--forward-auth",
+        "--health-listen",
+        "127.0.0.1:0",
+    ])
+    .args(["--authority", auth.url(), "--audience", "orders"])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let main = lines.next().unwrap().unwrap();
+    let health = lines.next().unwrap().unwrap();
+    assert!(main.starts_with("listening on http://"), "{main}");
+    let health = health.strip_prefix("health on ").unwrap().to_owned();
+    let http = reqwest::Client::new();
+    within(Duration::from_secs(10), || async {
+        http.get(format!("{health}/.castellan/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert_eq!(
+        http.get(format!("{health}/.castellan/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn a_gate_with_settings_looser_than_the_authority_refuses_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Authority::start(dir.path(), "127.0.0.1:0");
+    for (flag, value) in [("--leeway", "60s"), ("--staleness-window", "2s")] {
+        let out = std::process::Command::new(common::BIN)
+            .args([
+                "gate",
+                "--listen",
+                "127.0.0.1:0",
+                "--forward-auth",
+                "--authority",
+                auth.url(),
+            ])
+            .args(["--audience", "orders", flag, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("looser") || err.contains("keep-alives"), "{flag}: {err}");
     }
 }
 

@@ -12,7 +12,7 @@ pub use headers::{IDENTITY_HEADERS, IDENTITY_PREFIX};
 
 use arc_swap::ArcSwapOption;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -42,6 +42,20 @@ pub struct GateConfig {
     pub staleness_window: Option<Duration>,
     /// Keep admitting tokens past the staleness window.
     pub fail_open: bool,
+    /// A separate listener for health, readiness and metrics. In forward-auth
+    /// mode these are served only there: on the main port every request,
+    /// whatever its path, is an authorization question.
+    pub health_listen: Option<SocketAddr>,
+}
+
+/// A bound gate, not yet serving.
+pub struct Bound<F> {
+    /// The main listener's address.
+    pub addr: SocketAddr,
+    /// The health listener's address, when there is one.
+    pub health_addr: Option<SocketAddr>,
+    /// Serves until shutdown, or fails when the verifier can never start.
+    pub serve: F,
 }
 
 /// Why the gate could not run.
@@ -86,11 +100,11 @@ fn prometheus() -> PrometheusHandle {
         .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
 }
 
-/// Binds `config.listen` and returns the bound address and the serving future.
+/// Binds the listeners and returns their addresses and the serving future.
 pub async fn bind(
     config: GateConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, impl Future<Output = Result<(), GateError>>), GateError> {
+) -> Result<Bound<impl Future<Output = Result<(), GateError>>>, GateError> {
     let upstream = match &config.upstream {
         Some(u) => Some(proxy::Upstream::parse(u).map_err(GateError::Config)?),
         None => None,
@@ -98,47 +112,85 @@ pub async fn bind(
     if config.audience.is_empty() {
         return Err(GateError::Config("--audience must not be empty".to_owned()));
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| GateError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listen = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| GateError::Listen { addr, source })
+    };
+    let listener = listen(config.listen).await?;
     let addr = listener.local_addr().map_err(GateError::Serve)?;
+    let health_listener = match config.health_listen {
+        Some(a) => Some(listen(a).await?),
+        None => None,
+    };
+    let health_addr = health_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()
+        .map_err(GateError::Serve)?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client = Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(connector);
+    let proxy_mode = upstream.is_some();
     let gate = Arc::new(Gate {
         verifier: ArcSwapOption::empty(),
         upstream,
         client,
         metrics: prometheus(),
     });
-    let connecting = tokio::spawn(connect_verifier(gate.clone(), config.clone()));
-    let app = Router::new()
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
+    let connecting = tokio::spawn(connect_verifier(gate.clone(), config.clone(), fatal_tx));
+    let own = Router::new()
         .route(paths::HEALTH, get(|| async { "ok" }))
         .route(paths::READY, get(ready))
         .route(
             paths::METRICS,
             get(|State(g): State<Arc<Gate>>| async move { g.metrics.render() }),
-        )
-        .fallback(handle)
-        .with_state(gate);
+        );
+    let mut main = Router::new();
+    if proxy_mode {
+        main = main.merge(own.clone());
+    }
+    let main = main.fallback(handle).with_state(gate.clone());
+    let health = own.with_state(gate);
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stop_main = stop_tx.subscribe();
+    let stop_health = stop_tx.subscribe();
     let serve = async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(GateError::Serve);
+        let until = |mut rx: tokio::sync::broadcast::Receiver<()>| async move {
+            let _ = rx.recv().await;
+        };
+        let main_server = axum::serve(listener, main.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(until(stop_main));
+        let health_server = async move {
+            match health_listener {
+                Some(l) => axum::serve(l, health).with_graceful_shutdown(until(stop_health)).await,
+                None => Ok(()),
+            }
+        };
+        let both = async { tokio::try_join!(main_server, health_server).map(|_| ()) };
+        let result = tokio::select! {
+            r = both => r.map_err(GateError::Serve),
+            _ = shutdown => {
+                let _ = stop_tx.send(());
+                Ok(())
+            }
+            Ok(msg) = fatal_rx => Err(GateError::Config(msg)),
+        };
         connecting.abort();
         result
     };
-    Ok((addr, serve))
+    Ok(Bound {
+        addr,
+        health_addr,
+        serve,
+    })
 }
 
 /// Connects the verifier, retrying with backoff until the authority answers.
-async fn connect_verifier(gate: Arc<Gate>, config: GateConfig) {
+async fn connect_verifier(gate: Arc<Gate>, config: GateConfig, fatal: tokio::sync::oneshot::Sender<String>) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let mut b = Verifier::builder(&config.authority, &config.audience)
@@ -160,9 +212,10 @@ async fn connect_verifier(gate: Arc<Gate>, config: GateConfig) {
                 gate.verifier.store(Some(Arc::new(v)));
                 return;
             }
-            Err(castellan_verify::BuildError::Profile(e)) => {
-                // Settings that loosen the authority's profile never become valid by retrying.
-                tracing::error!(error = %e, "refusing to verify with settings looser than the authority's");
+            Err(e @ (castellan_verify::BuildError::Profile(_) | castellan_verify::BuildError::Config(_))) => {
+                // Settings the authority's profile rules out never become valid by retrying.
+                tracing::error!(error = %e, "refusing to start the verifier");
+                let _ = fatal.send(e.to_string());
                 return;
             }
             Err(e) => tracing::warn!(error = %e, "authority not reachable yet; retrying"),
@@ -180,7 +233,7 @@ async fn ready(State(gate): State<Arc<Gate>>) -> Response {
     }
 }
 
-async fn handle(State(gate): State<Arc<Gate>>, req: Request) -> Response {
+async fn handle(State(gate): State<Arc<Gate>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
     let Some(verifier) = gate.verifier.load_full() else {
         metrics::counter!("castellan_gate_requests_total", "outcome" => "not_ready").increment(1);
         return rejection_response(&Rejection::NotReady);
@@ -203,6 +256,6 @@ async fn handle(State(gate): State<Arc<Gate>>, req: Request) -> Response {
             resp.headers_mut().extend(identity);
             resp
         }
-        Some(upstream) => proxy::forward(&gate.client, upstream, req, identity).await,
+        Some(upstream) => proxy::forward(&gate.client, upstream, req, identity, peer).await,
     }
 }

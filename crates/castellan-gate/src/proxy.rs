@@ -84,6 +84,7 @@ pub async fn forward(
     upstream: &Upstream,
     req: Request,
     identity: HeaderMap,
+    peer: std::net::SocketAddr,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -107,6 +108,15 @@ pub async fn forward(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static("http"),
     );
+    // Append the caller to X-Forwarded-For, keeping what came before.
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let chain = match parts.headers.get(&xff).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&chain) {
+        parts.headers.insert(xff, v);
+    }
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     let upstream_req = http::Request::from_parts(parts, body);

@@ -91,11 +91,14 @@ fn header_str<'h>(header: &'h Map<String, Value>, name: &str) -> Result<Option<&
 }
 
 fn typ_matches(actual: &str, expected: &str) -> bool {
-    let strip = |s: &str| {
-        let lower = s.to_ascii_lowercase();
-        lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
-    };
-    strip(actual) == strip(expected)
+    // RFC 7515 §4.1.9: media types compare case-insensitively, `application/` may be omitted.
+    fn strip(s: &str) -> &str {
+        match s.get(..12) {
+            Some(p) if p.eq_ignore_ascii_case("application/") => s.get(12..).unwrap_or(""),
+            _ => s,
+        }
+    }
+    strip(actual).eq_ignore_ascii_case(strip(expected))
 }
 
 /// Reads the header without verifying anything but its form.
@@ -146,7 +149,7 @@ where
     key.verify_signature(parts.signing_input.as_bytes(), &sig)?;
     let claims = parse_payload(parts.payload_b64)?;
     Ok(VerifiedJws {
-        header: parts.header.clone(),
+        header: parts.header,
         claims,
         kid: key.kid().to_owned(),
         alg: key.alg(),

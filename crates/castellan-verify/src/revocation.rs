@@ -79,6 +79,12 @@ impl RevocationState {
         true
     }
 
+    /// Follows an authority whose log restarted at `seq` (below ours): the
+    /// entries stay, the next event accepted is the one after `seq`.
+    pub fn rewind(&mut self, seq: i64) {
+        self.last_seq = seq;
+    }
+
     /// Forgets entries that can no longer affect a valid token.
     pub fn purge(&mut self, now: UnixTime) {
         self.sessions.retain(|_, exp| *exp >= now);

@@ -23,6 +23,9 @@ pub struct Discovery {
     pub castellan_validation_profile: ValidationProfile,
 }
 
+/// Longest a discovery or JWKS fetch may take, end to end.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Largest discovery or JWKS document read.
 const MAX_DOC: usize = 256 * 1024;
 
@@ -40,7 +43,12 @@ async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, String> {
 /// Fetches the discovery document.
 pub async fn discover(http: &reqwest::Client, authority: &str) -> Result<Discovery, String> {
     let url = format!("{}/.well-known/openid-configuration", authority.trim_end_matches('/'));
-    let resp = http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let resp = http
+        .get(&url)
+        .timeout(FETCH_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
     if !resp.status().is_success() {
         return Err(format!("{url}: HTTP {}", resp.status()));
     }
@@ -73,7 +81,12 @@ pub fn max_age(cache_control: &str) -> Option<Duration> {
 
 /// Fetches and strictly parses the JWKS.
 pub async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<FetchedKeys, String> {
-    let resp = http.get(url).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let resp = http
+        .get(url)
+        .timeout(FETCH_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
     if !resp.status().is_success() {
         return Err(format!("{url}: HTTP {}", resp.status()));
     }

@@ -28,9 +28,10 @@ pub struct ValidationContext<'a> {
     pub now: UnixTime,
 }
 
-fn string(claims: &Map<String, Value>, name: &str) -> Result<String, Rejection> {
-    match claims.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+/// Takes a non-empty string claim out of the map (no copy).
+fn string(claims: &mut Map<String, Value>, name: &str) -> Result<String, Rejection> {
+    match claims.remove(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
         _ => Err(Rejection::MissingClaim(name.to_owned())),
     }
 }
@@ -74,12 +75,19 @@ pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken
         Err(_) if disallowed => return Err(Rejection::AlgorithmNotAllowed),
         Err(e) => return Err(e.into()),
     };
-    let c = &verified.claims;
-    let iss = string(c, "iss")?;
-    let sub = string(c, "sub")?;
-    let client_id = string(c, "client_id")?;
-    let sid = string(c, "sid")?;
-    let jti = string(c, "jti")?;
+    let mut claims = verified.claims;
+    // Extra required claims are checked before the known ones are taken out of the map.
+    for extra in &p.extra_required_claims {
+        if !claims.contains_key(extra) {
+            return Err(Rejection::MissingClaim(extra.clone()));
+        }
+    }
+    let iss = string(&mut claims, "iss")?;
+    let sub = string(&mut claims, "sub")?;
+    let client_id = string(&mut claims, "client_id")?;
+    let sid = string(&mut claims, "sid")?;
+    let jti = string(&mut claims, "jti")?;
+    let c = &claims;
     let exp = integer(c, "exp")?;
     let iat = integer(c, "iat")?;
     let aud_ok = match c.get("aud") {
@@ -94,11 +102,6 @@ pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(Rejection::MissingClaim("scope".to_owned())),
     };
-    for extra in &p.extra_required_claims {
-        if !c.contains_key(extra) {
-            return Err(Rejection::MissingClaim(extra.clone()));
-        }
-    }
     if iss != cx.issuer {
         return Err(Rejection::WrongIssuer);
     }
@@ -135,6 +138,6 @@ pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken
         iat,
         exp,
         kid: verified.kid,
-        act: c.get("act").cloned(),
+        act: claims.remove("act"),
     }))
 }

@@ -160,13 +160,28 @@ impl VerifierBuilder {
             .map_err(|e| BuildError::Config(e.to_string()))?;
         let d = discover(&http, &self.authority).await.map_err(BuildError::Discovery)?;
         let profile = EffectiveProfile::new(&d.castellan_validation_profile, &self.policy)?;
+        let heartbeat_interval = Duration::from_secs(
+            d.castellan_validation_profile
+                .heartbeat_interval_seconds
+                .unwrap_or(5)
+                .clamp(1, 60),
+        );
+        if profile.staleness_window < heartbeat_interval * 3 {
+            return Err(BuildError::Config(format!(
+                "staleness window ({}) must be at least three of the authority's keep-alives ({} each)",
+                castellan_core::format_duration(profile.staleness_window),
+                castellan_core::format_duration(heartbeat_interval)
+            )));
+        }
         let fetched = fetch_jwks(&http, &d.jwks_uri).await.map_err(BuildError::Jwks)?;
         let verifier_id = format!("{}-{}-{}", self.kind, std::process::id(), random_suffix());
         let (ready_tx, mut ready_rx) = watch::channel(false);
         let inner = Arc::new(Inner {
             audience: self.audience,
             issuer: d.issuer,
-            profile,
+            profile: ArcSwap::from_pointee(profile),
+            policy: self.policy,
+            authority: self.authority,
             fail_mode: self.fail_mode,
             clock: self.clock,
             http,
@@ -185,12 +200,7 @@ impl VerifierBuilder {
             verifier_id,
             kind: self.kind,
             heartbeat_every: self.heartbeat_every,
-            heartbeat_interval: Duration::from_secs(
-                d.castellan_validation_profile
-                    .heartbeat_interval_seconds
-                    .unwrap_or(5)
-                    .clamp(1, 60),
-            ),
+            heartbeat_interval,
             keys_changed: Notify::new(),
             ready: ready_tx,
         });
@@ -234,7 +244,10 @@ impl Drop for TaskGuard {
 struct Inner {
     audience: String,
     issuer: String,
-    profile: EffectiveProfile,
+    /// The authority's profile with local tightening; refreshed with discovery.
+    profile: ArcSwap<EffectiveProfile>,
+    policy: LocalPolicy,
+    authority: String,
     fail_mode: FailMode,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
@@ -302,9 +315,9 @@ impl Verifier {
         &self.inner.audience
     }
 
-    /// The profile in force.
-    pub fn profile(&self) -> &EffectiveProfile {
-        &self.inner.profile
+    /// The profile in force (refreshed from the authority's discovery document).
+    pub fn profile(&self) -> Arc<EffectiveProfile> {
+        self.inner.profile.load_full()
     }
 
     /// Whether the verifier can decide right now (keys held, state not stale or failing open).
@@ -341,7 +354,7 @@ impl Inner {
     }
 
     fn stale(&self) -> bool {
-        u128::from(self.millis_since_contact()) > self.profile.staleness_window.as_millis()
+        u128::from(self.millis_since_contact()) > self.profile.load().staleness_window.as_millis()
     }
 
     fn verify_now(&self, token: &str) -> Result<VerifiedToken, Rejection> {
@@ -356,13 +369,14 @@ impl Inner {
             return Err(Rejection::NotReady);
         }
         let now = self.clock.now();
+        let profile = self.profile.load();
         let revocations = self.revocations.read().map_err(|_| Rejection::NotReady)?;
-        if let Some(hit) = self.cache.get(token, now, self.profile.leeway, &revocations) {
+        if let Some(hit) = self.cache.get(token, now, profile.leeway, &revocations) {
             return hit;
         }
         let cx = ValidationContext {
             keys: &keys,
-            profile: &self.profile,
+            profile: &profile,
             issuer: &self.issuer,
             audience: &self.audience,
             revocations: &revocations,
@@ -420,6 +434,7 @@ impl Inner {
             let wait = Duration::from_millis(max_age.saturating_mul(800))
                 .clamp(Duration::from_secs(1), Duration::from_secs(3600));
             tokio::time::sleep(wait).await;
+            self.refresh_profile().await;
             let ok = {
                 let mut last = self.jwks_lock.lock().await;
                 let ok = self.fetch_keys().await;
@@ -485,7 +500,7 @@ impl Inner {
         let mut body = resp.bytes_stream();
         let mut parser = SseParser::default();
         // A stream that stays silent for three heartbeats is dead even if TCP says otherwise.
-        let idle_limit = (self.heartbeat_interval * 3).min(self.profile.staleness_window);
+        let idle_limit = (self.heartbeat_interval * 3).min(self.profile.load().staleness_window);
         loop {
             let chunk = match tokio::time::timeout(idle_limit, body.next()).await {
                 Ok(Some(Ok(chunk))) => chunk,
@@ -510,16 +525,53 @@ impl Inner {
                         Err(e) => tracing::warn!(error = %e, "unreadable revocation event"),
                     },
                     "keys" => {
+                        self.refresh_profile().await;
                         let mut last = self.jwks_lock.lock().await;
                         self.fetch_keys().await;
                         *last = Some(Instant::now());
                     }
                     "ready" => {
+                        let latest = serde_json::from_str::<serde_json::Value>(&ev.data)
+                            .ok()
+                            .and_then(|v| v.get("latest_seq").and_then(serde_json::Value::as_i64));
+                        let ours = self.revocations.read().map(|r| r.last_seq()).unwrap_or(0);
+                        if let Some(latest) = latest.filter(|l| *l < ours) {
+                            // The authority's log restarted (store restored or replaced):
+                            // follow its numbering, or every new event would look like a replay.
+                            tracing::warn!(
+                                ours,
+                                latest,
+                                "authority's revocation log is behind ours; resynchronising"
+                            );
+                            if let Ok(mut r) = self.revocations.write() {
+                                r.rewind(latest);
+                            }
+                            return;
+                        }
                         let _ = self.ready.send(true);
                     }
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// Re-reads the authority's profile so settings changed there reach this
+    /// verifier; a profile local settings would loosen is refused and the old one kept.
+    async fn refresh_profile(&self) {
+        match discover(&self.http, &self.authority).await {
+            Ok(d) => match EffectiveProfile::new(&d.castellan_validation_profile, &self.policy) {
+                Ok(p) => {
+                    if *self.profile.load_full() != p {
+                        tracing::info!("validation profile changed at the authority; applying");
+                        self.profile.store(Arc::new(p));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "authority's new profile conflicts with local settings; keeping the old one")
+                }
+            },
+            Err(e) => tracing::debug!(error = %e, "discovery refresh failed"),
         }
     }
 
@@ -542,7 +594,14 @@ impl Inner {
             "last_seq": last_seq,
             "kind": self.kind,
         });
-        if let Err(e) = self.http.post(&self.heartbeat_uri).json(&body).send().await {
+        let sent = self
+            .http
+            .post(&self.heartbeat_uri)
+            .timeout(Duration::from_secs(5))
+            .json(&body)
+            .send()
+            .await;
+        if let Err(e) = sent {
             tracing::debug!(error = %e, "heartbeat failed");
         }
     }

@@ -238,14 +238,14 @@ async fn tower_layer_and_extractor_answer_rfc6750() {
 
 #[tokio::test]
 async fn authority_down_keeps_genuine_tokens_flowing_then_fails_closed() {
-    let mut ta = TestAuthority::start().await;
+    let mut ta = TestAuthority::start_with(|c| c.revocation.heartbeat_interval = "1s".parse().unwrap()).await;
     let (id, secret) = ta.client("caller", &["orders"], &[]).await;
     let token = ta.access_token(&id, &secret, &[]).await;
     let uncached = ta.access_token(&id, &secret, &[]).await;
     let build = |mode| {
         Verifier::builder(&ta.url, "orders")
             .clock(Arc::new(ta.clock.clone()))
-            .staleness_window(Duration::from_secs(2))
+            .staleness_window(Duration::from_secs(3))
             .fail_mode(mode)
             .connect()
     };
@@ -259,13 +259,24 @@ async fn authority_down_keeps_genuine_tokens_flowing_then_fails_closed() {
     closed.verify(&token).await.unwrap();
     closed.verify(&uncached).await.unwrap();
     // Past it: closed refuses, open keeps serving.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     assert_eq!(closed.verify(&token).await.unwrap_err(), Rejection::Stale);
     assert!(!closed.is_ready());
     assert!(open.verify(&token).await.is_ok(), "fail-open keeps serving");
     // The authority comes back: the stream reconnects and the verifier is fresh again.
     ta.restart().await;
     within(Duration::from_secs(8), || async { closed.verify(&token).await.is_ok() }).await;
+}
+
+#[tokio::test]
+async fn a_staleness_window_shorter_than_three_keep_alives_is_refused() {
+    let ta = TestAuthority::start().await;
+    let err = Verifier::builder(&ta.url, "orders")
+        .staleness_window(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("keep-alives"), "{err}");
 }
 
 #[tokio::test]

@@ -350,9 +350,12 @@ async fn rotate_keys(State(auth): State<Arc<Authority>>, req: Request) -> Result
     let caller = require_admin(&auth, req.headers()).await?;
     let body: RotateKeys = json_body(&auth, req, true).await?.unwrap_or_default();
     tracing::info!(emergency = body.emergency, by = %caller.client_id, "key rotation requested");
-    let outcome = auth
-        .rotate_keys(body.emergency)
+    // In its own task: a caller that disconnects during the acknowledgement wait
+    // must not cancel a rotation half-way.
+    let rotating = auth.clone();
+    let outcome = tokio::spawn(async move { rotating.rotate_keys(body.emergency).await })
         .await
+        .map_err(|e| ApiError::server_error(&e))?
         .map_err(|e| ApiError::server_error(&e))?;
     Ok(Json(KeyList {
         keys: outcome.keys.infos.clone(),

@@ -107,9 +107,10 @@ async fn pump(
         Ok(true) => {}
         _ => return,
     }
+    let latest = auth.store().latest_revocation_seq().await.unwrap_or(last);
     let ready = Event::default()
         .event("ready")
-        .json_data(serde_json::json!({ "last_seq": last }));
+        .json_data(serde_json::json!({ "last_seq": last, "latest_seq": latest }));
     if let Ok(e) = ready {
         if tx.send(e).await.is_err() {
             return;
@@ -159,7 +160,12 @@ pub async fn stream(
     let live = auth.events().subscribe();
     let (tx, rx) = mpsc::channel::<Event>(256);
     metrics::gauge!("castellan_revocation_streams").set(auth.events().subscribers() as f64);
-    tokio::spawn(pump(auth.clone(), live, after, tx));
+    let pumping = auth.clone();
+    tokio::spawn(async move {
+        pump(pumping.clone(), live, after, tx).await;
+        // The pump's receiver is gone by now.
+        metrics::gauge!("castellan_revocation_streams").set(pumping.events().subscribers() as f64);
+    });
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx))
     });

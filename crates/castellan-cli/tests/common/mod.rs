@@ -178,8 +178,14 @@ pub async fn gate(authority: &str, audience: &str, upstream: Option<&str>, extra
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ready = http.get(format!("{}/.castellan/ready", proc.url)).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
+        // Proxy mode has its own readiness path; in forward-auth mode every path is an
+        // authorization question, and a 401 (not 503) means the verifier is connected.
+        let ready = match upstream {
+            Some(_) => http.get(format!("{}/.castellan/ready", proc.url)).send().await,
+            None => http.get(&proc.url).send().await,
+        };
+        let want = if upstream.is_some() { 200 } else { 401 };
+        if ready.is_ok_and(|r| r.status() == want) {
             return proc;
         }
         assert!(Instant::now() < deadline, "gate not ready");
