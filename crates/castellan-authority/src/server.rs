@@ -12,6 +12,9 @@ where
 {
     let scheduler = tokio::spawn(auth.clone().run_scheduler());
     let app = crate::http::router(auth).layer(tower_http::trace::TraceLayer::new_for_http());
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     scheduler.abort();
     result

@@ -162,6 +162,10 @@ pub async fn bind(
         let until = |mut rx: tokio::sync::broadcast::Receiver<()>| async move {
             let _ = rx.recv().await;
         };
+        // No Nagle delay on small proxied answers.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let main_server = axum::serve(listener, main.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(until(stop_main));
         let health_server = async move {
