@@ -27,9 +27,9 @@ pub fn router() -> Router<Arc<Authority>> {
         .route("/clients/{id}/rotate-secret", post(rotate_secret))
         .route("/keys", get(list_keys))
         .route("/keys/rotate", post(rotate_keys))
-        .route("/sessions/{id}/revoke", post(revoke_session))
-        .route("/subjects/{id}/revoke", post(revoke_subject))
-        .route("/clients/{id}/revoke", post(revoke_client))
+        .route("/sessions/{id}/revoke", revoke_route(RevocationKind::Session))
+        .route("/subjects/{id}/revoke", revoke_route(RevocationKind::Subject))
+        .route("/clients/{id}/revoke", revoke_route(RevocationKind::Client))
         .route("/verifiers", get(list_verifiers))
 }
 
@@ -392,28 +392,13 @@ async fn revoke(auth: &Authority, headers: &HeaderMap, kind: RevocationKind, id:
     Ok(Json(Revoked { event }).into_response())
 }
 
-async fn revoke_session(
-    State(auth): State<Arc<Authority>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    revoke(&auth, &headers, RevocationKind::Session, &id).await
-}
-
-async fn revoke_subject(
-    State(auth): State<Arc<Authority>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    revoke(&auth, &headers, RevocationKind::Subject, &id).await
-}
-
-async fn revoke_client(
-    State(auth): State<Arc<Authority>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    revoke(&auth, &headers, RevocationKind::Client, &id).await
+/// `POST .../{id}/revoke` for one kind of revocation.
+fn revoke_route(kind: RevocationKind) -> axum::routing::MethodRouter<Arc<Authority>> {
+    post(
+        move |State(auth): State<Arc<Authority>>, Path(id): Path<String>, headers: HeaderMap| async move {
+            revoke(&auth, &headers, kind, &id).await
+        },
+    )
 }
 
 async fn list_verifiers(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {

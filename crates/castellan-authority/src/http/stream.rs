@@ -29,6 +29,16 @@ pub struct After {
     pub limit: Option<u32>,
 }
 
+/// The query and where to resume: `?after=`, else `Last-Event-ID`, else 0.
+fn resume_point(
+    query: Result<Query<After>, axum::extract::rejection::QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<(After, i64), ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid_request(e.body_text()))?;
+    let after = after_of(&q, headers)?;
+    Ok((q, after))
+}
+
 fn after_of(q: &After, headers: &HeaderMap) -> Result<i64, ApiError> {
     let from_header = headers
         .get("last-event-id")
@@ -52,8 +62,7 @@ pub async fn snapshot(
     query: Result<Query<After>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid_request(e.body_text()))?;
-    let after = after_of(&q, &headers)?;
+    let (q, after) = resume_point(query, &headers)?;
     let limit = q.limit.unwrap_or(PAGE).clamp(1, 1000);
     let store = auth.store();
     let latest = store
@@ -155,8 +164,7 @@ pub async fn stream(
     query: Result<Query<After>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid_request(e.body_text()))?;
-    let after = after_of(&q, &headers)?;
+    let (_, after) = resume_point(query, &headers)?;
     let live = auth.events().subscribe();
     let (tx, rx) = mpsc::channel::<Event>(256);
     metrics::gauge!("castellan_revocation_streams").set(auth.events().subscribers() as f64);
