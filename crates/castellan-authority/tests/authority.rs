@@ -33,24 +33,8 @@ fn claims_of(token: &str) -> Value {
 #[tokio::test]
 async fn discovery_advertises_every_endpoint() {
     let ta = TestAuthority::start().await;
-    let a: Value = ta
-        .http
-        .get(format!("{}/.well-known/openid-configuration", ta.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let b: Value = ta
-        .http
-        .get(format!("{}/.well-known/oauth-authorization-server", ta.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a: Value = ta.get_json("/.well-known/openid-configuration").await;
+    let b: Value = ta.get_json("/.well-known/oauth-authorization-server").await;
     assert_eq!(a, b);
     assert_eq!(a["issuer"], ta.url);
     for field in [

@@ -82,28 +82,12 @@ async fn admin_revocations_reach_the_snapshot_and_the_stream_in_order() {
         "tokens issued after a client revocation are valid"
     );
 
-    let snap: Value = ta
-        .http
-        .get(format!("{}/revocations?after=0", ta.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let snap: Value = ta.get_json("/revocations?after=0").await;
     let events = snap["events"].as_array().unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["session", "subject", "client"]);
     assert_eq!(snap["latest_seq"], events[2]["seq"]);
-    let snap: Value = ta
-        .http
-        .get(format!("{}/revocations?after={first_seq}", ta.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let snap: Value = ta.get_json(&format!("/revocations?after={first_seq}")).await;
     assert_eq!(
         snap["events"].as_array().unwrap().len(),
         2,
@@ -239,15 +223,7 @@ async fn routine_rotation_waits_for_verifiers_but_not_forever() {
 #[tokio::test]
 async fn discovery_carries_the_validation_profile() {
     let ta = TestAuthority::start().await;
-    let meta: Value = ta
-        .http
-        .get(format!("{}/.well-known/openid-configuration", ta.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: Value = ta.get_json("/.well-known/openid-configuration").await;
     let p = &meta["castellan_validation_profile"];
     assert_eq!(p["allowed_algorithms"], json!(["ES256"]));
     assert_eq!(p["token_type"], "at+jwt");

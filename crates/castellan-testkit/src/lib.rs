@@ -201,16 +201,21 @@ impl TestAuthority {
         v["access_token"].as_str().unwrap().to_owned()
     }
 
-    /// The published JWKS.
-    pub async fn jwks(&self) -> Value {
+    /// `GET` a path of the authority and read the JSON answer.
+    pub async fn get_json(&self, path: &str) -> Value {
         self.http
-            .get(format!("{}/.well-known/jwks.json", self.url))
+            .get(format!("{}{path}", self.url))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    /// The published JWKS.
+    pub async fn jwks(&self) -> Value {
+        self.get_json("/.well-known/jwks.json").await
     }
 
     /// Kids in the published JWKS, in order.
