@@ -51,10 +51,16 @@ impl Admin {
     async fn connect(conn: &Conn) -> anyhow::Result<Self> {
         let creds = credentials(conn)?;
         // Long enough for a routine rotation's acknowledgement wait (keys.ack_timeout is at most 10m).
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(660))
-            .build()?;
+            .timeout(std::time::Duration::from_secs(660));
+        if let Some(path) = &conn.ca_file {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read CA file `{}`", path.display()))?;
+            http = http.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).with_context(|| format!("CA file `{}`", path.display()))?,
+            );
+        }
+        let http = http.build()?;
         let server = conn.server.trim_end_matches('/');
         let meta: Value = http
             .get(format!("{server}/.well-known/oauth-authorization-server"))

@@ -112,6 +112,9 @@ pub struct Conn {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Also trust this PEM CA certificate when the server is `https://`.
+    #[arg(long, env = "CASTELLAN_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,9 @@ pub struct GateArgs {
     /// mode they are served only here (every path on the main port is an authorization question).
     #[arg(long, env = "CASTELLAN_GATE_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Also trust this PEM CA certificate when the authority is `https://`.
+    #[arg(long, env = "CASTELLAN_CA_FILE")]
+    pub authority_ca: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
@@ -62,6 +65,10 @@ pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
         staleness_window: duration("--staleness-window", &args.staleness_window)?,
         fail_open: args.fail_open,
         health_listen: args.health_listen,
+        authority_ca_pem: match &args.authority_ca {
+            Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read CA file `{}`", p.display()))?),
+            None => None,
+        },
     };
     let mode = if config.upstream.is_some() {
         "proxy"

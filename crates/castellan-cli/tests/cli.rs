@@ -70,7 +70,7 @@ impl Server {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::new()
+    castellan_testkit::http_client()
 }
 
 async fn token(url: &str, id: &str, secret: &str) -> (u16, Value) {

@@ -25,7 +25,7 @@ async fn proxy_admits_valid_tokens_with_identity_headers_only() {
     let (id, secret) = auth.client(&["orders", "billing"]).await;
     let (_, t) = auth.token(&id, &secret, &[("audience", "orders")]).await;
     let token = t["access_token"].as_str().unwrap().to_owned();
-    let http = reqwest::Client::new();
+    let http = castellan_testkit::http_client();
     let url = format!("{}/v1/orders?limit=5", g.url);
 
     // No token, a bad token, a token for another service: 401, and the upstream never sees them.
@@ -124,7 +124,7 @@ async fn bad_input_gets_4xx_never_5xx_and_never_reaches_upstream() {
     let auth = Authority::start(dir.path(), "127.0.0.1:0");
     let upstream = echo().await;
     let g = gate(auth.url(), "orders", Some(&upstream.url), &[]).await;
-    let http = reqwest::Client::new();
+    let http = castellan_testkit::http_client();
     let huge = format!("Bearer {}", "a".repeat(20_000));
     let forged_none = format!(
         "Bearer {}.{}.",
@@ -167,7 +167,7 @@ async fn forward_auth_answers_200_with_identity_or_401() {
     let g = gate(auth.url(), "orders", None, &[]).await;
     let (id, secret) = auth.client(&["orders"]).await;
     let token = auth.access_token(&id, &secret).await;
-    let http = reqwest::Client::new();
+    let http = castellan_testkit::http_client();
     // nginx, Traefik and Envoy all send the original request's headers; the path is theirs to choose.
     for path in ["/", "/auth", "/any/original/path?x=1"] {
         let r = http
@@ -213,7 +213,7 @@ async fn forward_auth_health_lives_on_its_own_port() {
     let health = lines.next().unwrap().unwrap();
     assert!(main.starts_with("listening on http://"), "{main}");
     let health = health.strip_prefix("health on ").unwrap().to_owned();
-    let http = reqwest::Client::new();
+    let http = castellan_testkit::http_client();
     within(Duration::from_secs(10), || async {
         http.get(format!("{health}/.castellan/ready"))
             .send()
@@ -268,7 +268,7 @@ async fn a_revoked_session_is_refused_by_every_gate_within_a_second() {
     gates.push(gate(auth.url(), "orders", None, &[]).await);
     let (id, secret) = auth.client(&["orders"]).await;
     let token = auth.access_token(&id, &secret).await;
-    let http = reqwest::Client::new();
+    let http = castellan_testkit::http_client();
     for g in &gates {
         assert_eq!(http.get(&g.url).bearer_auth(&token).send().await.unwrap().status(), 200);
     }
@@ -318,7 +318,7 @@ async fn gates_keep_serving_while_the_authority_is_down_and_resume_after() {
     let seen = auth.access_token(&id, &secret).await;
     let unseen = auth.access_token(&id, &secret).await;
     let later = auth.access_token(&id, &secret).await;
-    let http = reqwest::Client::new();
+    let http = castellan_testkit::http_client();
     assert_eq!(http.get(&g.url).bearer_auth(&seen).send().await.unwrap().status(), 200);
 
     let port = auth.proc.port();
@@ -430,7 +430,7 @@ http {{
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/orders");
-    let http = reqwest::Client::new();
+    let http = castellan_testkit::http_client();
     within(Duration::from_secs(5), || async { http.get(&url).send().await.is_ok() }).await;
     let (id, secret) = auth.client(&["orders"]).await;
     let token = auth.access_token(&id, &secret).await;

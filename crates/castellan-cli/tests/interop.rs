@@ -95,6 +95,7 @@ struct Discovery {
 }
 
 fn http() -> reqwest::Client {
+    castellan_testkit::install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

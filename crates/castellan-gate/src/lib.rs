@@ -46,6 +46,8 @@ pub struct GateConfig {
     /// mode these are served only there: on the main port every request,
     /// whatever its path, is an authorization question.
     pub health_listen: Option<SocketAddr>,
+    /// Extra PEM CA certificate to trust for an `https://` authority.
+    pub authority_ca_pem: Option<Vec<u8>>,
 }
 
 /// A bound gate, not yet serving.
@@ -209,6 +211,9 @@ async fn connect_verifier(gate: Arc<Gate>, config: GateConfig, fatal: tokio::syn
         }
         if let Some(w) = config.staleness_window {
             b = b.staleness_window(w);
+        }
+        if let Some(pem) = &config.authority_ca_pem {
+            b = b.root_certificate_pem(pem.clone());
         }
         match b.connect().await {
             Ok(v) => {

@@ -9,6 +9,17 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+/// Makes aws-lc-rs the process's TLS provider (reqwest needs one before any client is built).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// An HTTP client for tests.
+pub fn http_client() -> reqwest::Client {
+    install_tls_provider();
+    reqwest::Client::new()
+}
+
 /// The bootstrap admin every test authority starts with.
 pub const ADMIN_ID: &str = "test-admin";
 /// Its secret.
@@ -92,7 +103,7 @@ impl TestAuthority {
             url: authority.issuer().to_owned(),
             authority,
             clock,
-            http: reqwest::Client::new(),
+            http: http_client(),
             config,
             server: Some(server),
             _dir: dir,

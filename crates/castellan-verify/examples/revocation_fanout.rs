@@ -26,6 +26,7 @@ async fn main() {
     let subscribers: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let events: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(5);
 
+    castellan_verify::install_tls_provider();
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let latest: serde_json::Value = http
         .get(format!("{authority}/revocations?after=0&limit=1"))

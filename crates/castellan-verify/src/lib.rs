@@ -36,7 +36,7 @@ pub use rejection::{Rejection, RevokedBy};
 pub use revocation::{RevocationEvent, RevocationState};
 pub use token::{VerifiedClaims, VerifiedToken};
 pub use validate::{validate, KeyRing, ValidationContext};
-pub use verifier::{BuildError, FailMode, Verifier, VerifierBuilder, VerifierStatus};
+pub use verifier::{install_tls_provider, BuildError, FailMode, Verifier, VerifierBuilder, VerifierStatus};
 
 /// The verified-token cache, exposed only for benchmarks; not a stable API.
 #[doc(hidden)]

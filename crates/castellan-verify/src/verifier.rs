@@ -61,6 +61,13 @@ pub struct VerifierBuilder {
     connect_timeout: Duration,
     unknown_kid_cooldown: Duration,
     heartbeat_every: Duration,
+    root_certificates: Vec<Vec<u8>>,
+}
+
+/// Makes aws-lc-rs the process's TLS provider unless one is set already
+/// (aws-lc-rs is the project's one crypto provider).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// A point-in-time view of a verifier, for readiness checks and metrics.
@@ -138,6 +145,11 @@ impl VerifierBuilder {
         self.heartbeat_every = d;
         self
     }
+    /// Also trust this PEM CA certificate for an `https://` authority (besides the system's roots).
+    pub fn root_certificate_pem(mut self, pem: Vec<u8>) -> Self {
+        self.root_certificates.push(pem);
+        self
+    }
 
     /// Discovers the authority, applies its profile, fetches keys, and waits
     /// for the revocation snapshot; then keeps all of it fresh in the background.
@@ -153,11 +165,16 @@ impl VerifierBuilder {
         if self.audience.is_empty() {
             return Err(BuildError::Config("audience must not be empty".to_owned()));
         }
-        let http = reqwest::Client::builder()
+        install_tls_provider();
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| BuildError::Config(e.to_string()))?;
+            .redirect(reqwest::redirect::Policy::none());
+        for pem in &self.root_certificates {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| BuildError::Config(format!("root certificate: {e}")))?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http.build().map_err(|e| BuildError::Config(e.to_string()))?;
         let d = discover(&http, &self.authority).await.map_err(BuildError::Discovery)?;
         let profile = EffectiveProfile::new(&d.castellan_validation_profile, &self.policy)?;
         let heartbeat_interval = Duration::from_secs(
@@ -293,6 +310,7 @@ impl Verifier {
             connect_timeout: Duration::from_secs(10),
             unknown_kid_cooldown: Duration::from_secs(5),
             heartbeat_every: Duration::from_secs(10),
+            root_certificates: Vec::new(),
         }
     }
 

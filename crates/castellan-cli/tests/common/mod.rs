@@ -74,7 +74,7 @@ impl Authority {
         Self {
             proc: Proc::spawn(cmd),
             data_dir: data_dir.to_owned(),
-            http: reqwest::Client::new(),
+            http: castellan_testkit::http_client(),
         }
     }
 
@@ -175,7 +175,7 @@ pub async fn gate(authority: &str, audience: &str, upstream: Option<&str>, extra
     };
     cmd.args(extra);
     let proc = Proc::spawn(cmd);
-    let http = reqwest::Client::new();
+    let http = castellan_testkit::http_client();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         // Proxy mode has its own readiness path; in forward-auth mode every path is an
