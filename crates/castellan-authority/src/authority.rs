@@ -92,6 +92,7 @@ pub struct Authority {
     metrics: PrometheusHandle,
     events: EventHub,
     verifiers: VerifierRegistry,
+    revocation_log_id: String,
 }
 
 /// What a rotation did.
@@ -157,6 +158,9 @@ impl Authority {
             token_horizon: t.max_access_token_ttl.secs().saturating_add(t.leeway.secs()),
         };
         let keys = KeyManager::open(store.clone(), master.clone(), clock.clone(), schedule).await?;
+        // Names this store's revocation log: a verifier that sees another id knows the
+        // sequence numbers restarted (store replaced or restored) and replays from zero.
+        let revocation_log_id = store.init_meta("revocation_log_id", &random_id("")?).await?;
         let authority = Arc::new(Self {
             issuer: config.issuer(),
             config,
@@ -167,6 +171,7 @@ impl Authority {
             metrics: prometheus(),
             events: EventHub::default(),
             verifiers: VerifierRegistry::default(),
+            revocation_log_id,
         });
         authority.bootstrap_admin(env).await?;
         Ok(authority)
@@ -269,6 +274,11 @@ impl Authority {
     /// Reads a client, mapping storage failure to a 500.
     pub async fn client(&self, id: &str) -> Result<Option<ClientRecord>, ApiError> {
         self.store.get_client(id).await.map_err(|e| ApiError::server_error(&e))
+    }
+
+    /// The id of this store's revocation log.
+    pub fn revocation_log_id(&self) -> &str {
+        &self.revocation_log_id
     }
 
     /// Live events for open streams.

@@ -27,12 +27,14 @@ pub enum StreamEvent {
 #[derive(Debug)]
 pub struct EventHub {
     tx: broadcast::Sender<StreamEvent>,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for EventHub {
     fn default() -> Self {
         let (tx, _) = broadcast::channel(4096);
-        Self { tx }
+        let (closing, _) = tokio::sync::watch::channel(false);
+        Self { tx, closing }
     }
 }
 
@@ -48,6 +50,14 @@ impl EventHub {
     /// Open streams.
     pub fn subscribers(&self) -> usize {
         self.tx.receiver_count()
+    }
+    /// Ends every open stream (graceful shutdown: verifiers reconnect elsewhere or later).
+    pub fn close(&self) {
+        let _ = self.closing.send(true);
+    }
+    /// Resolves when [`close`](Self::close) is called.
+    pub fn closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 }
 

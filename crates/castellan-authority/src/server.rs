@@ -11,6 +11,12 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let scheduler = tokio::spawn(auth.clone().run_scheduler());
+    // Open revocation streams would hold a graceful shutdown forever: end them first.
+    let closing = auth.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.events().close();
+    };
     let app = crate::http::router(auth).layer(tower_http::trace::TraceLayer::new_for_http());
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);

@@ -456,3 +456,45 @@ http {{
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish_and_ends_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut auth = Authority::start(dir.path(), "127.0.0.1:0");
+    let upstream = echo().await;
+    let mut g = gate(auth.url(), "orders", Some(&upstream.url), &[]).await;
+    let (id, secret) = auth.client(&["orders"]).await;
+    let token = auth.access_token(&id, &secret).await;
+    let http = castellan_testkit::http_client();
+    // A slow request is in flight when the gate is told to stop: it still completes.
+    let slow = tokio::spawn({
+        let (http, url, token) = (http.clone(), format!("{}/slow", g.url), token.clone());
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = g.terminate();
+        (s, g)
+    });
+    assert_eq!(slow.await.unwrap().unwrap(), 200, "in-flight request finished");
+    let (exit, _g) = status.await.unwrap();
+    assert!(exit.success(), "gate exit {exit:?}");
+    // The authority stops promptly even with a revocation stream open.
+    let stream = http
+        .get(format!("{}/revocations/stream", auth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let exit = tokio::task::spawn_blocking(move || auth.proc.terminate())
+        .await
+        .unwrap();
+    assert!(exit.success(), "authority exit {exit:?}");
+    drop(stream);
+}

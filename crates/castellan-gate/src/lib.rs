@@ -177,12 +177,13 @@ pub async fn bind(
             }
         };
         let both = async { tokio::try_join!(main_server, health_server).map(|_| ()) };
+        // Shutdown asks both servers to stop accepting and waits for in-flight requests.
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(());
+        });
         let result = tokio::select! {
             r = both => r.map_err(GateError::Serve),
-            _ = shutdown => {
-                let _ = stop_tx.send(());
-                Ok(())
-            }
             Ok(msg) = fatal_rx => Err(GateError::Config(msg)),
         };
         connecting.abort();

@@ -117,6 +117,16 @@ impl TestAuthority {
         }
     }
 
+    /// Starts the authority again on a new, empty store (as after a restore
+    /// from an old backup or a replaced database): new keys, a new revocation log.
+    pub async fn restart_with_fresh_store(&mut self) {
+        self.kill();
+        for name in ["castellan.db", "castellan.db-wal", "castellan.db-shm"] {
+            let _ = std::fs::remove_file(self.config.data_dir.join(name));
+        }
+        self.restart().await;
+    }
+
     /// Starts the authority again on the same address, data dir and clock.
     pub async fn restart(&mut self) {
         self.kill();

@@ -79,8 +79,8 @@ impl RevocationState {
         true
     }
 
-    /// Follows an authority whose log restarted at `seq` (below ours): the
-    /// entries stay, the next event accepted is the one after `seq`.
+    /// Follows an authority whose log restarted: the entries stay, the next
+    /// event accepted is the one after `seq` (0 replays the whole new log).
     pub fn rewind(&mut self, seq: i64) {
         self.last_seq = seq;
     }

@@ -220,6 +220,7 @@ impl VerifierBuilder {
             heartbeat_interval,
             keys_changed: Notify::new(),
             ready: ready_tx,
+            log_id: Mutex::new(None),
         });
         let tasks = vec![
             tokio::spawn(inner.clone().run_stream()),
@@ -287,6 +288,8 @@ struct Inner {
     heartbeat_interval: Duration,
     keys_changed: Notify,
     ready: watch::Sender<bool>,
+    /// The authority's revocation log id, once seen.
+    log_id: Mutex<Option<String>>,
 }
 
 /// The verifier. Clones share one state and one set of background tasks.
@@ -549,20 +552,25 @@ impl Inner {
                         *last = Some(Instant::now());
                     }
                     "ready" => {
-                        let latest = serde_json::from_str::<serde_json::Value>(&ev.data)
-                            .ok()
-                            .and_then(|v| v.get("latest_seq").and_then(serde_json::Value::as_i64));
+                        let info = serde_json::from_str::<serde_json::Value>(&ev.data).unwrap_or_default();
+                        let latest = info.get("latest_seq").and_then(serde_json::Value::as_i64);
+                        let log_id = info
+                            .get("log_id")
+                            .and_then(serde_json::Value::as_str)
+                            .map(str::to_owned);
                         let ours = self.revocations.read().map(|r| r.last_seq()).unwrap_or(0);
-                        if let Some(latest) = latest.filter(|l| *l < ours) {
-                            // The authority's log restarted (store restored or replaced):
-                            // follow its numbering, or every new event would look like a replay.
-                            tracing::warn!(
-                                ours,
-                                latest,
-                                "authority's revocation log is behind ours; resynchronising"
-                            );
+                        let known = self.log_id.lock().ok().and_then(|l| l.clone());
+                        let new_log = matches!((&known, &log_id), (Some(k), Some(n)) if k != n);
+                        if let (Some(id), Ok(mut slot)) = (log_id, self.log_id.lock()) {
+                            *slot = Some(id);
+                        }
+                        if new_log || latest.is_some_and(|l| l < ours) {
+                            // The authority's log restarted (store restored or replaced): its
+                            // numbers mean something else now. Replay it all from the start
+                            // (applying an entry twice is harmless) on a fresh connection.
+                            tracing::warn!(ours, ?latest, "authority's revocation log restarted; replaying it");
                             if let Ok(mut r) = self.revocations.write() {
-                                r.rewind(latest);
+                                r.rewind(0);
                             }
                             return;
                         }

@@ -325,3 +325,41 @@ async fn a_reconnect_resumes_without_missing_an_event() {
         "every event applied once, in order"
     );
 }
+
+#[tokio::test]
+async fn a_replaced_revocation_log_is_replayed_from_the_start() {
+    let mut ta = TestAuthority::start().await;
+    let (id, secret) = ta.client("caller", &["orders"], &[]).await;
+    let v = Verifier::builder(&ta.url, "orders")
+        .clock(Arc::new(ta.clock.clone()))
+        .unknown_kid_cooldown(Duration::from_millis(50))
+        .connect()
+        .await
+        .unwrap();
+    // Advance the old log a few events.
+    for i in 0..3 {
+        let (status, _) = ta.admin(Method::POST, &format!("/sessions/old-{i}/revoke"), None).await;
+        assert_eq!(status, 200);
+    }
+    within(Duration::from_secs(2), || async { v.status().last_seq >= 3 }).await;
+    // The store is replaced: its log starts again at 1, below what the verifier has seen.
+    ta.restart_with_fresh_store().await;
+    let (id2, secret2) = ta.client("caller", &["orders"], &[]).await;
+    let token = ta.access_token(&id2, &secret2, &[]).await;
+    let (status, _) = ta
+        .admin(
+            Method::POST,
+            &format!(
+                "/sessions/{}/revoke",
+                ta.introspect(&token).await["sid"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    within(Duration::from_secs(10), || async {
+        v.verify(&token).await == Err(Rejection::Revoked(RevokedBy::Session))
+    })
+    .await;
+    let _ = (id, secret);
+}

@@ -119,14 +119,18 @@ async fn pump(
     let latest = auth.store().latest_revocation_seq().await.unwrap_or(last);
     let ready = Event::default()
         .event("ready")
-        .json_data(serde_json::json!({ "last_seq": last, "latest_seq": latest }));
+        .json_data(serde_json::json!({ "last_seq": last, "latest_seq": latest, "log_id": auth.revocation_log_id() }));
     if let Ok(e) = ready {
         if tx.send(e).await.is_err() {
             return;
         }
     }
+    let mut closed = auth.events().closed();
     loop {
-        let item = live.recv().await;
+        let item = tokio::select! {
+            item = live.recv() => item,
+            _ = closed.wait_for(|c| *c) => return,
+        };
         let ok = match item {
             Ok(StreamEvent::Revocation(ev)) if ev.seq <= last => true,
             Ok(StreamEvent::Revocation(ev)) if ev.seq == last + 1 => match revocation_event(&ev) {

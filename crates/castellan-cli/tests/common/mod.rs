@@ -45,6 +45,21 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM (graceful shutdown) and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 5 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn port(&self) -> String {
         self.url.rsplit(':').next().unwrap().to_owned()
     }
@@ -225,6 +240,9 @@ pub async fn echo() -> Echo {
         async move {
             counter.fetch_add(1, Ordering::SeqCst);
             let (parts, body) = req.into_parts();
+            if parts.uri.path() == "/slow" {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
             let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
             let headers: serde_json::Map<String, Value> = parts
                 .headers
