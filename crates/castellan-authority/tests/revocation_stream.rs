@@ -241,3 +241,28 @@ async fn discovery_carries_the_validation_profile() {
         .unwrap()
         .ends_with("/revocations/stream"));
 }
+
+#[tokio::test]
+async fn a_closed_stream_is_released_without_waiting_for_an_event() {
+    let ta = TestAuthority::start().await;
+    let streams = || ta.authority.events().subscribers();
+    let before = streams();
+    let resp = ta
+        .http
+        .get(format!("{}/revocations/stream", ta.url))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let _ = tokio::time::timeout(Duration::from_secs(2), body.next()).await; // the `ready` event
+    assert_eq!(streams(), before + 1);
+    drop(body);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while streams() > before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream still held after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

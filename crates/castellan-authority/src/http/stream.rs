@@ -130,6 +130,8 @@ async fn pump(
         let item = tokio::select! {
             item = live.recv() => item,
             _ = closed.wait_for(|c| *c) => return,
+            // The client went away: stop now, not at the next event.
+            _ = tx.closed() => return,
         };
         let ok = match item {
             Ok(StreamEvent::Revocation(ev)) if ev.seq <= last => true,
