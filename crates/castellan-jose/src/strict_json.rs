@@ -78,11 +78,12 @@ impl<'de> Visitor<'de> for Strict {
         }
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Strict { depth })?;
-            if out.insert(key.clone(), value).is_some() {
+            if out.contains_key(&key) {
                 let shown: String = key.chars().take(32).collect();
                 return Err(serde::de::Error::custom(format!("duplicate member `{shown}`")));
             }
+            let value = map.next_value_seed(Strict { depth })?;
+            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }
