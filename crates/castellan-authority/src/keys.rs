@@ -44,6 +44,17 @@ pub struct KeySchedule {
     pub token_horizon: i64,
 }
 
+impl KeySchedule {
+    /// The one promotion rule: the active key (signing since `activated`) has
+    /// served its interval, and the next key (published at `next_published`)
+    /// has been in JWKS for at least twice the JWKS max-age.
+    pub fn promotion_due(&self, activated: UnixTime, next_published: UnixTime, now: UnixTime) -> bool {
+        let served = activated.saturating_add(self.rotation_interval) <= now;
+        let published = next_published.saturating_add(self.jwks_max_age.saturating_mul(2)) <= now;
+        served && published
+    }
+}
+
 /// What `keys list` shows about a key; never the private half.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct KeyInfo {
@@ -180,13 +191,7 @@ impl KeyManager {
         let next = keys.iter().find(|k| k.state == KeyState::Next);
         match (active, next) {
             (Some(active), Some(next)) => {
-                let served = active
-                    .activated_at
-                    .unwrap_or(active.created_at)
-                    .saturating_add(s.rotation_interval)
-                    <= now;
-                let published = next.created_at.saturating_add(s.jwks_max_age.saturating_mul(2)) <= now;
-                if served && published {
+                if s.promotion_due(active.activated_at.unwrap_or(active.created_at), next.created_at, now) {
                     upserts.extend(promote(active, next, now, s.token_horizon, KeyState::Retired));
                     upserts.push(new_record(&self.master, s.algorithm, now)?);
                     tracing::info!(old = %active.kid, new = %next.kid, "scheduled key rotation");
@@ -261,13 +266,8 @@ impl KeyManager {
         let set = self.current();
         let active = set.infos.iter().find(|k| k.state == KeyState::Active)?;
         let next = set.infos.iter().find(|k| k.state == KeyState::Next)?;
-        let served = active
-            .activated_at
-            .unwrap_or(active.created_at)
-            .saturating_add(s.rotation_interval)
-            <= now;
-        let published = next.created_at.saturating_add(s.jwks_max_age.saturating_mul(2)) <= now;
-        (served && published).then(|| next.kid.clone())
+        s.promotion_due(active.activated_at.unwrap_or(active.created_at), next.created_at, now)
+            .then(|| next.kid.clone())
     }
 
     /// The next key's kid.
