@@ -219,6 +219,9 @@ impl Authority {
             jwks: None,
             admin: true,
             created_at: self.now(),
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            public: false,
         };
         match self.store.insert_client(&record).await {
             Ok(()) | Err(StoreError::Conflict { .. }) => {}

@@ -11,7 +11,10 @@ mod migrations;
 mod model;
 mod sqlite;
 
-pub use model::{ClientRecord, KeyRecord, KeyState, RevocationEvent, RevocationKind};
+pub use model::{
+    AuthCodeRecord, ClientRecord, KeyRecord, KeyState, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind,
+    SessionRecord, UserRecord,
+};
 pub use sqlite::SqliteStore;
 
 use castellan_core::UnixTime;
@@ -86,4 +89,50 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records a client assertion's `jti`; false when it was already seen (a replay).
     async fn record_jti(&self, client_id: &str, jti: &str, expires_at: UnixTime, now: UnixTime) -> StoreResult<bool>;
+
+    /// Inserts a person; `Conflict` when the username (or upstream identity) is taken.
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Reads a person by id.
+    async fn get_user(&self, user_id: &str) -> StoreResult<Option<UserRecord>>;
+    /// Reads a person by username.
+    async fn get_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Reads the person linked to an upstream identity.
+    async fn get_user_by_federated(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserRecord>>;
+    /// Everyone, by username.
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Deletes a person with their sessions and refresh tokens; false when there was none.
+    async fn delete_user(&self, user_id: &str) -> StoreResult<bool>;
+    /// Replaces a password hash; false when there is no such person.
+    async fn set_user_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool>;
+    /// Sets or clears suspension; false when there is no such person.
+    async fn set_user_suspended(&self, user_id: &str, suspended: bool) -> StoreResult<bool>;
+
+    /// In one transaction: records a new session and the authorization code that starts it.
+    async fn begin_session(&self, session: &SessionRecord, code: &AuthCodeRecord) -> StoreResult<()>;
+    /// Reads a session.
+    async fn get_session(&self, sid: &str) -> StoreResult<Option<SessionRecord>>;
+    /// A person's sessions that have not ended nor expired at `now`, newest first.
+    async fn list_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends one session and drops its refresh tokens; false when it was unknown or already ended.
+    async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Ends every live session of a person (except `keep`) and drops their
+    /// refresh tokens; returns the sids ended.
+    async fn end_user_sessions(&self, user_id: &str, keep: Option<&str>, now: UnixTime) -> StoreResult<Vec<String>>;
+
+    /// Spends an authorization code (single use, checked against `now`).
+    async fn redeem_code(&self, code_hash: &[u8], now: UnixTime) -> StoreResult<Redeemed<AuthCodeRecord>>;
+    /// In one transaction: stores a refresh token and marks its session used at `now`.
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord, now: UnixTime) -> StoreResult<()>;
+    /// Reads a refresh token.
+    async fn get_refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshTokenRecord>>;
+    /// In one transaction: spends `old` (only if unspent) and stores `new` in its
+    /// family, touching the session. `Replayed` when `old` was already spent.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &[u8],
+        new: &RefreshTokenRecord,
+        now: UnixTime,
+    ) -> StoreResult<Redeemed<RefreshTokenRecord>>;
+    /// Drops expired codes, refresh tokens and sessions; returns how many rows.
+    async fn purge_grants(&self, now: UnixTime) -> StoreResult<u64>;
 }

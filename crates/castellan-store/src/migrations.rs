@@ -1,7 +1,8 @@
 //! Schema versions, applied in order inside one transaction each.
 
 /// Each entry is one schema version; never edit a released entry, append.
-pub(crate) const SQLITE: &[&str] = &[r#"
+pub(crate) const SQLITE: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -44,4 +45,55 @@ CREATE TABLE assertion_jtis (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (client_id, jti)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE clients ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE clients ADD COLUMN public INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE users (
+    user_id           TEXT PRIMARY KEY,
+    username          TEXT NOT NULL UNIQUE,
+    password_hash     TEXT,
+    suspended         INTEGER NOT NULL DEFAULT 0,
+    created_at        INTEGER NOT NULL,
+    federated_issuer  TEXT,
+    federated_subject TEXT,
+    UNIQUE (federated_issuer, federated_subject)
+);
+CREATE TABLE sessions (
+    sid          TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    client_id    TEXT NOT NULL,
+    audience     TEXT NOT NULL,
+    scope        TEXT,
+    auth_time    INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    ended_at     INTEGER
+);
+CREATE INDEX sessions_by_user ON sessions (user_id);
+CREATE TABLE auth_codes (
+    code_hash      BLOB PRIMARY KEY,
+    client_id      TEXT NOT NULL,
+    redirect_uri   TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    sid            TEXT NOT NULL,
+    user_id        TEXT NOT NULL,
+    nonce          TEXT,
+    auth_time      INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    used_at        INTEGER
+);
+CREATE TABLE refresh_tokens (
+    token_hash BLOB PRIMARY KEY,
+    sid        TEXT NOT NULL,
+    client_id  TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+);
+CREATE INDEX refresh_tokens_by_sid ON refresh_tokens (sid);
+"#,
+];

@@ -27,6 +27,12 @@ pub struct ClientRecord {
     pub admin: bool,
     /// Creation time.
     pub created_at: UnixTime,
+    /// Redirect URIs for the authorization-code flow, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser afterwards, matched exactly.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client (no secret; PKCE is its only proof).
+    pub public: bool,
 }
 
 impl fmt::Debug for ClientRecord {
@@ -37,6 +43,8 @@ impl fmt::Debug for ClientRecord {
             .field("audiences", &self.audiences)
             .field("scopes", &self.scopes)
             .field("admin", &self.admin)
+            .field("public", &self.public)
+            .field("redirect_uris", &self.redirect_uris)
             .finish_non_exhaustive()
     }
 }
@@ -171,4 +179,134 @@ pub struct RevocationEvent {
     pub created_at: UnixTime,
     /// After this no token it could affect is still valid.
     pub expires_at: UnixTime,
+}
+
+/// A person who signs in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Stable id; the `sub` of their tokens.
+    pub user_id: String,
+    /// Unique sign-in name.
+    pub username: String,
+    /// argon2id PHC string; `None` for people who only sign in through federation.
+    pub password_hash: Option<String>,
+    /// Suspended people cannot sign in or refresh.
+    pub suspended: bool,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Upstream identity provider issuer, for federated people.
+    pub federated_issuer: Option<String>,
+    /// Upstream subject, for federated people.
+    pub federated_subject: Option<String>,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .field("suspended", &self.suspended)
+            .field("federated_issuer", &self.federated_issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sign-in session: one per successful sign-in, named by the `sid` of
+/// every token issued from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Session id.
+    pub sid: String,
+    /// The person.
+    pub user_id: String,
+    /// The app they signed in to.
+    pub client_id: String,
+    /// The service its access tokens are for.
+    pub audience: String,
+    /// Granted scopes, space separated.
+    pub scope: Option<String>,
+    /// When the person authenticated.
+    pub auth_time: UnixTime,
+    /// Created.
+    pub created_at: UnixTime,
+    /// Last refresh (idle timeout counts from here).
+    pub last_used_at: UnixTime,
+    /// Absolute end.
+    pub expires_at: UnixTime,
+    /// Set when ended (logout, suspension, replay, revocation).
+    pub ended_at: Option<UnixTime>,
+}
+
+/// A pending authorization code, stored by keyed hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthCodeRecord {
+    /// Keyed hash of the code.
+    pub code_hash: Vec<u8>,
+    /// Client it was issued to.
+    pub client_id: String,
+    /// The exact redirect URI of the request.
+    pub redirect_uri: String,
+    /// PKCE S256 challenge.
+    pub code_challenge: String,
+    /// The session it starts.
+    pub sid: String,
+    /// The person.
+    pub user_id: String,
+    /// OIDC nonce to echo in the id_token.
+    pub nonce: Option<String>,
+    /// When the person authenticated.
+    pub auth_time: UnixTime,
+    /// Expiry.
+    pub expires_at: UnixTime,
+}
+
+impl fmt::Debug for AuthCodeRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthCodeRecord")
+            .field("client_id", &self.client_id)
+            .field("sid", &self.sid)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refresh token, stored by keyed hash. Every token of a session is one family.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    /// Keyed hash of the token.
+    pub token_hash: Vec<u8>,
+    /// The session (family).
+    pub sid: String,
+    /// Client it was issued to.
+    pub client_id: String,
+    /// The person.
+    pub user_id: String,
+    /// Issued.
+    pub created_at: UnixTime,
+    /// Expiry.
+    pub expires_at: UnixTime,
+    /// Set once it has been exchanged; a second use is a replay.
+    pub used_at: Option<UnixTime>,
+}
+
+impl fmt::Debug for RefreshTokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenRecord")
+            .field("sid", &self.sid)
+            .field("client_id", &self.client_id)
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What redeeming a one-time value (code or refresh token) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed<T> {
+    /// First use: it is now spent.
+    Fresh(T),
+    /// It was spent before: a replay.
+    Replayed(T),
+    /// No such value (or expired and purged).
+    Unknown,
 }

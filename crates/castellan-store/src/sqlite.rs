@@ -2,7 +2,10 @@
 //! survives `kill -9` and power loss).
 
 use crate::migrations;
-use crate::{ClientRecord, KeyRecord, RevocationEvent, RevocationKind, Store, StoreError, StoreResult};
+use crate::{
+    AuthCodeRecord, ClientRecord, KeyRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind,
+    SessionRecord, Store, StoreError, StoreResult, UserRecord,
+};
 use castellan_core::UnixTime;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -74,6 +77,8 @@ fn corrupt(what: &'static str, reason: impl ToString) -> StoreError {
 fn client_from_row(row: &SqliteRow) -> StoreResult<ClientRecord> {
     let audiences: String = row.try_get("audiences")?;
     let scopes: String = row.try_get("scopes")?;
+    let redirect_uris: String = row.try_get("redirect_uris")?;
+    let post_logout: String = row.try_get("post_logout_redirect_uris")?;
     Ok(ClientRecord {
         client_id: row.try_get("client_id")?,
         name: row.try_get("name")?,
@@ -84,7 +89,74 @@ fn client_from_row(row: &SqliteRow) -> StoreResult<ClientRecord> {
         jwks: row.try_get("jwks")?,
         admin: row.try_get::<i64, _>("admin")? != 0,
         created_at: row.try_get("created_at")?,
+        redirect_uris: serde_json::from_str(&redirect_uris).map_err(|e| corrupt("client", e))?,
+        post_logout_redirect_uris: serde_json::from_str(&post_logout).map_err(|e| corrupt("client", e))?,
+        public: row.try_get::<i64, _>("public")? != 0,
     })
+}
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        user_id: row.try_get("user_id")?,
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        suspended: row.try_get::<i64, _>("suspended")? != 0,
+        created_at: row.try_get("created_at")?,
+        federated_issuer: row.try_get("federated_issuer")?,
+        federated_subject: row.try_get("federated_subject")?,
+    })
+}
+
+fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        sid: row.try_get("sid")?,
+        user_id: row.try_get("user_id")?,
+        client_id: row.try_get("client_id")?,
+        audience: row.try_get("audience")?,
+        scope: row.try_get("scope")?,
+        auth_time: row.try_get("auth_time")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+        ended_at: row.try_get("ended_at")?,
+    })
+}
+
+fn code_from_row(row: &SqliteRow) -> StoreResult<AuthCodeRecord> {
+    Ok(AuthCodeRecord {
+        code_hash: row.try_get("code_hash")?,
+        client_id: row.try_get("client_id")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        code_challenge: row.try_get("code_challenge")?,
+        sid: row.try_get("sid")?,
+        user_id: row.try_get("user_id")?,
+        nonce: row.try_get("nonce")?,
+        auth_time: row.try_get("auth_time")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn refresh_from_row(row: &SqliteRow) -> StoreResult<RefreshTokenRecord> {
+    Ok(RefreshTokenRecord {
+        token_hash: row.try_get("token_hash")?,
+        sid: row.try_get("sid")?,
+        client_id: row.try_get("client_id")?,
+        user_id: row.try_get("user_id")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        used_at: row.try_get("used_at")?,
+    })
+}
+
+/// Maps a unique-constraint failure to `Conflict`.
+fn conflict_or(e: sqlx::Error, what: &'static str, id: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+            what,
+            id: id.to_owned(),
+        },
+        _ => StoreError::Database(e),
+    }
 }
 
 fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
@@ -140,8 +212,9 @@ impl Store for SqliteStore {
 
     async fn insert_client(&self, c: &ClientRecord) -> StoreResult<()> {
         let res = sqlx::query(
-            "INSERT INTO clients (client_id, name, secret_hash, audiences, scopes, access_token_ttl, jwks, admin, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO NOTHING",
+            "INSERT INTO clients (client_id, name, secret_hash, audiences, scopes, access_token_ttl, jwks, admin, created_at, \
+             redirect_uris, post_logout_redirect_uris, public) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO NOTHING",
         )
         .bind(&c.client_id)
         .bind(&c.name)
@@ -152,6 +225,9 @@ impl Store for SqliteStore {
         .bind(&c.jwks)
         .bind(i64::from(c.admin))
         .bind(c.created_at)
+        .bind(to_json(&c.redirect_uris)?)
+        .bind(to_json(&c.post_logout_redirect_uris)?)
+        .bind(i64::from(c.public))
         .execute(&self.pool)
         .await?;
         if res.rows_affected() == 0 {
@@ -330,4 +406,316 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(res.rows_affected() == 1)
     }
+
+    async fn insert_user(&self, u: &UserRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (user_id, username, password_hash, suspended, created_at, federated_issuer, federated_subject) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&u.user_id)
+        .bind(&u.username)
+        .bind(&u.password_hash)
+        .bind(i64::from(u.suspended))
+        .bind(u.created_at)
+        .bind(&u.federated_issuer)
+        .bind(&u.federated_subject)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, "user", &u.username))?;
+        Ok(())
+    }
+
+    async fn get_user(&self, user_id: &str) -> StoreResult<Option<UserRecord>> {
+        sqlx::query("SELECT * FROM users WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn get_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn get_user_by_federated(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserRecord>> {
+        sqlx::query("SELECT * FROM users WHERE federated_issuer = ? AND federated_subject = ?")
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        sqlx::query("SELECT * FROM users ORDER BY username")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM refresh_tokens WHERE user_id = ?",
+            "DELETE FROM auth_codes WHERE user_id = ?",
+            "DELETE FROM sessions WHERE user_id = ?",
+        ] {
+            sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
+        }
+        let res = sqlx::query("DELETE FROM users WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn set_user_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool> {
+        let res = sqlx::query("UPDATE users SET password_hash = ? WHERE user_id = ?")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn set_user_suspended(&self, user_id: &str, suspended: bool) -> StoreResult<bool> {
+        let res = sqlx::query("UPDATE users SET suspended = ? WHERE user_id = ?")
+            .bind(i64::from(suspended))
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn begin_session(&self, s: &SessionRecord, c: &AuthCodeRecord) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (sid, user_id, client_id, audience, scope, auth_time, created_at, last_used_at, expires_at, ended_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.sid)
+        .bind(&s.user_id)
+        .bind(&s.client_id)
+        .bind(&s.audience)
+        .bind(&s.scope)
+        .bind(s.auth_time)
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.expires_at)
+        .bind(s.ended_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or(e, "session", &s.sid))?;
+        sqlx::query(
+            "INSERT INTO auth_codes (code_hash, client_id, redirect_uri, code_challenge, sid, user_id, nonce, auth_time, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.code_hash)
+        .bind(&c.client_id)
+        .bind(&c.redirect_uri)
+        .bind(&c.code_challenge)
+        .bind(&c.sid)
+        .bind(&c.user_id)
+        .bind(&c.nonce)
+        .bind(c.auth_time)
+        .bind(c.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or(e, "authorization code", "(hidden)"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_session(&self, sid: &str) -> StoreResult<Option<SessionRecord>> {
+        sqlx::query("SELECT * FROM sessions WHERE sid = ?")
+            .bind(sid)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
+    }
+
+    async fn list_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<Vec<SessionRecord>> {
+        sqlx::query(
+            "SELECT * FROM sessions WHERE user_id = ? AND ended_at IS NULL AND expires_at > ? ORDER BY created_at DESC, sid",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(session_from_row)
+        .collect()
+    }
+
+    async fn end_session(&self, sid: &str, now: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query("UPDATE sessions SET ended_at = ? WHERE sid = ? AND ended_at IS NULL")
+            .bind(now)
+            .bind(sid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM refresh_tokens WHERE sid = ?")
+            .bind(sid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn end_user_sessions(&self, user_id: &str, keep: Option<&str>, now: UnixTime) -> StoreResult<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let keep = keep.unwrap_or("");
+        let sids: Vec<String> = sqlx::query_scalar(
+            "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND sid != ? AND ended_at IS NULL RETURNING sid",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(keep)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM refresh_tokens WHERE user_id = ? AND sid != ?")
+            .bind(user_id)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM auth_codes WHERE user_id = ? AND sid != ?")
+            .bind(user_id)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(sids)
+    }
+
+    async fn redeem_code(&self, code_hash: &[u8], now: UnixTime) -> StoreResult<Redeemed<AuthCodeRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = ?")
+            .bind(code_hash)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Redeemed::Unknown);
+        };
+        let code = code_from_row(&row)?;
+        let used: Option<i64> = row.try_get("used_at")?;
+        if used.is_some() {
+            return Ok(Redeemed::Replayed(code));
+        }
+        if code.expires_at <= now {
+            return Ok(Redeemed::Unknown);
+        }
+        let res = sqlx::query("UPDATE auth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL")
+            .bind(now)
+            .bind(code_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(if res.rows_affected() == 1 {
+            Redeemed::Fresh(code)
+        } else {
+            Redeemed::Replayed(code)
+        })
+    }
+
+    async fn insert_refresh_token(&self, t: &RefreshTokenRecord, now: UnixTime) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_refresh(&mut tx, t).await?;
+        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE sid = ?")
+            .bind(now)
+            .bind(&t.sid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_refresh_token(&self, token_hash: &[u8]) -> StoreResult<Option<RefreshTokenRecord>> {
+        sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(refresh_from_row)
+            .transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &[u8],
+        new: &RefreshTokenRecord,
+        now: UnixTime,
+    ) -> StoreResult<Redeemed<RefreshTokenRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
+            .bind(old_hash)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Redeemed::Unknown);
+        };
+        let old = refresh_from_row(&row)?;
+        let res = sqlx::query("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
+            .bind(now)
+            .bind(old_hash)
+            .execute(&mut *tx)
+            .await?;
+        if res.rows_affected() != 1 {
+            return Ok(Redeemed::Replayed(old));
+        }
+        insert_refresh(&mut tx, new).await?;
+        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE sid = ?")
+            .bind(now)
+            .bind(&new.sid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Redeemed::Fresh(old))
+    }
+
+    async fn purge_grants(&self, now: UnixTime) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM auth_codes WHERE expires_at < ?",
+            "DELETE FROM refresh_tokens WHERE expires_at < ?",
+            "DELETE FROM sessions WHERE expires_at < ?",
+        ] {
+            n += sqlx::query(sql).bind(now).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+async fn insert_refresh(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, t: &RefreshTokenRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, sid, client_id, user_id, created_at, expires_at, used_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&t.token_hash)
+    .bind(&t.sid)
+    .bind(&t.client_id)
+    .bind(&t.user_id)
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .bind(t.used_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict_or(e, "refresh token", "(hidden)"))?;
+    Ok(())
 }

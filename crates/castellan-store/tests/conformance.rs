@@ -15,6 +15,9 @@ fn client(id: &str) -> ClientRecord {
         jwks: None,
         admin: false,
         created_at: 1_000,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        public: false,
     }
 }
 

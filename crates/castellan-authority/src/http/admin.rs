@@ -104,6 +104,15 @@ pub struct ClientView {
     pub admin: bool,
     /// Created.
     pub created_at: i64,
+    /// A public client (PKCE, no secret).
+    #[serde(default)]
+    pub public: bool,
+    /// Registered redirect URIs (authorization-code flow).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    /// Registered post-logout redirect URIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl ClientView {
@@ -118,7 +127,9 @@ impl ClientView {
                 .access_token_ttl
                 .and_then(|s| u64::try_from(s).ok())
                 .map(|s| HumanDuration::from_secs(s).to_string()),
-            auth_method: if c.jwks.is_some() {
+            auth_method: if c.public {
+                "none"
+            } else if c.jwks.is_some() {
                 "private_key_jwt"
             } else {
                 "client_secret"
@@ -126,6 +137,9 @@ impl ClientView {
             .to_owned(),
             admin: c.admin,
             created_at: c.created_at,
+            public: c.public,
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
         }
     }
 }
@@ -147,6 +161,35 @@ pub struct CreateClient {
     /// Public keys for `private_key_jwt`; no secret is issued then.
     #[serde(default)]
     pub jwks: Option<serde_json::Value>,
+    /// Redirect URIs for the authorization-code flow (apps people sign in to).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may return the browser.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client (browser or mobile app): no secret, PKCE required.
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// A redirect URI we accept at registration: absolute, no fragment, at most
+/// 512 bytes; `https`, `http` only to a loopback host, or a private-use
+/// scheme with a dot (RFC 8252 §7.1, for native apps).
+pub fn valid_redirect_uri(uri: &str) -> bool {
+    if uri.len() > 512 {
+        return false;
+    }
+    let Ok(u) = url::Url::parse(uri) else {
+        return false;
+    };
+    if u.fragment().is_some() || u.as_str() != uri && u.as_str() != format!("{uri}/") {
+        return false;
+    }
+    match u.scheme() {
+        "https" => u.host().is_some(),
+        "http" => matches!(u.host_str(), Some("127.0.0.1" | "[::1]" | "localhost")),
+        other => other.contains('.'),
+    }
 }
 
 fn check_create(auth: &Authority, req: &CreateClient) -> Result<(), ApiError> {
@@ -172,6 +215,25 @@ fn check_create(auth: &Authority, req: &CreateClient) -> Result<(), ApiError> {
                 .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
         if !ok {
             return bad("scopes must be RFC 6749 scope tokens of at most 128 characters".into());
+        }
+    }
+    for uri in req.redirect_uris.iter().chain(&req.post_logout_redirect_uris) {
+        if !valid_redirect_uri(uri) {
+            let shown: String = uri.chars().take(80).collect();
+            return bad(format!(
+                "redirect URI `{shown}` is not acceptable (absolute, no fragment, https or http to loopback)"
+            ));
+        }
+    }
+    if req.redirect_uris.len() > 16 || req.post_logout_redirect_uris.len() > 16 {
+        return bad("at most 16 redirect URIs of each kind".into());
+    }
+    if req.public {
+        if req.redirect_uris.is_empty() {
+            return bad("a public client needs at least one redirect URI".into());
+        }
+        if req.jwks.is_some() || req.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+            return bad("a public client has no credentials and cannot be an admin".into());
         }
     }
     if let Some(ttl) = req.access_token_ttl {
@@ -208,7 +270,7 @@ async fn create_client(State(auth): State<Arc<Authority>>, req: Request) -> Resu
         }
         None => None,
     };
-    let secret = if jwks.is_none() {
+    let secret = if jwks.is_none() && !body.public {
         Some(new_client_secret().map_err(|e| ApiError::server_error(&e))?)
     } else {
         None
@@ -229,6 +291,9 @@ async fn create_client(State(auth): State<Arc<Authority>>, req: Request) -> Resu
         access_token_ttl: body.access_token_ttl.map(HumanDuration::secs),
         jwks,
         created_at: auth.now(),
+        redirect_uris: dedup(&body.redirect_uris),
+        post_logout_redirect_uris: dedup(&body.post_logout_redirect_uris),
+        public: body.public,
     };
     match auth.store().insert_client(&record).await {
         Ok(()) => {}
@@ -298,6 +363,9 @@ async fn rotate_secret(
         return Err(ApiError::conflict(
             "client authenticates with private_key_jwt; it has no secret",
         ));
+    }
+    if c.public {
+        return Err(ApiError::conflict("a public client has no secret"));
     }
     let secret = new_client_secret().map_err(|e| ApiError::server_error(&e))?;
     let hash = auth.master().hash_secret(&secret);
@@ -410,4 +478,14 @@ async fn list_verifiers(State(auth): State<Arc<Authority>>, headers: HeaderMap) 
         .map_err(|e| ApiError::server_error(&e))?;
     let verifiers = auth.verifiers().list(auth.now(), latest);
     Ok(Json(serde_json::json!({ "verifiers": verifiers, "latest_seq": latest })).into_response())
+}
+
+fn dedup(v: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(v.len());
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
 }
