@@ -5,7 +5,9 @@ use crate::config::Config;
 use crate::events::{EventHub, StreamEvent, VerifierRegistry};
 use crate::http::error::ApiError;
 use crate::keys::{KeyError, KeyManager, KeySchedule};
+use crate::passwords::Passwords;
 use crate::secrets::{new_client_secret, random_id, write_private_file, MasterKey, SecretError};
+use crate::throttle::Throttle;
 use castellan_core::{Clock, UnixTime};
 use castellan_store::{ClientRecord, RevocationEvent, RevocationKind, SqliteStore, Store, StoreError};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -93,6 +95,8 @@ pub struct Authority {
     events: EventHub,
     verifiers: VerifierRegistry,
     revocation_log_id: String,
+    passwords: Passwords,
+    throttle: Throttle,
 }
 
 /// What a rotation did.
@@ -163,7 +167,6 @@ impl Authority {
         let revocation_log_id = store.init_meta("revocation_log_id", &random_id("")?).await?;
         let authority = Arc::new(Self {
             issuer: config.issuer(),
-            config,
             store,
             master,
             keys,
@@ -172,6 +175,9 @@ impl Authority {
             events: EventHub::default(),
             verifiers: VerifierRegistry::default(),
             revocation_log_id,
+            passwords: Passwords::new(&config.signin).map_err(|e| StartError::Bootstrap(e.to_string()))?,
+            throttle: Throttle::new(&config.signin),
+            config,
         });
         authority.bootstrap_admin(env).await?;
         Ok(authority)
@@ -289,6 +295,16 @@ impl Authority {
         &self.events
     }
 
+    /// The password hasher.
+    pub fn passwords(&self) -> &Passwords {
+        &self.passwords
+    }
+
+    /// The sign-in throttle.
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
     /// Verifiers that reported in.
     pub fn verifiers(&self) -> &VerifierRegistry {
         &self.verifiers
@@ -369,10 +385,16 @@ impl Authority {
         if self.keys.maintain().await? {
             self.publish_keys();
         }
-        let purged = self.store.purge_revocations(self.now()).await?;
+        let now = self.now();
+        let purged = self.store.purge_revocations(now).await?;
         if purged > 0 {
             tracing::debug!(purged, "expired revocation events purged");
         }
+        let purged = self.store.purge_grants(now).await?;
+        if purged > 0 {
+            tracing::debug!(purged, "expired codes, sessions and refresh tokens purged");
+        }
+        self.throttle.prune(now);
         let set = self.keys.current();
         metrics::gauge!("castellan_signing_keys").set(set.infos.len() as f64);
         Ok(())

@@ -41,6 +41,112 @@ pub struct Config {
     pub limits: LimitConfig,
     /// The revocation stream and verifier staleness.
     pub revocation: RevocationConfig,
+    /// Sign-in sessions of people: lifetimes of codes, sessions and refresh tokens.
+    pub sessions: SessionConfig,
+    /// The login page: password hashing and throttling.
+    pub signin: SigninConfig,
+    /// An upstream OpenID Connect provider people may sign in with.
+    pub federation: Option<FederationConfig>,
+}
+
+/// Sign-in sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session ends when its refresh token goes unused this long.
+    pub idle_timeout: HumanDuration,
+    /// A session ends this long after sign-in, however active.
+    pub absolute_lifetime: HumanDuration,
+    /// Lifetime of an authorization code.
+    pub code_ttl: HumanDuration,
+    /// How long the login page may sit open before it must be reloaded.
+    pub login_page_ttl: HumanDuration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: HumanDuration::from_secs(7 * 86_400),
+            absolute_lifetime: HumanDuration::from_secs(30 * 86_400),
+            code_ttl: HumanDuration::from_secs(60),
+            login_page_ttl: HumanDuration::from_secs(1_800),
+        }
+    }
+}
+
+/// Password hashing and sign-in throttling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigninConfig {
+    /// argon2id memory cost, KiB (OWASP: 19456 with 2 passes).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; more wait their turn.
+    pub max_concurrent_hashes: usize,
+    /// Consecutive failures after which an account is locked.
+    pub max_failures: u32,
+    /// How long a locked account refuses even the right password.
+    pub lockout: HumanDuration,
+    /// Sign-in attempts per source address per minute.
+    pub per_source_per_minute: u32,
+    /// Take the source address from the first `X-Forwarded-For` entry
+    /// (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for SigninConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 4,
+            max_failures: 5,
+            lockout: HumanDuration::from_secs(900),
+            per_source_per_minute: 600,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// An upstream OpenID Connect provider.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Its issuer URL (discovery is read from it).
+    pub issuer: String,
+    /// Our client id there.
+    pub client_id: String,
+    /// Our client secret there.
+    pub client_secret: String,
+    /// Button text on the login page.
+    #[serde(default = "default_federation_name")]
+    pub display_name: String,
+    /// Create a local account on the first federated sign-in (otherwise an
+    /// admin links people beforehand).
+    #[serde(default = "default_true")]
+    pub create_users: bool,
+}
+
+fn default_federation_name() -> String {
+    "Company sign-in".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl std::fmt::Debug for FederationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FederationConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("display_name", &self.display_name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The revocation stream.
@@ -113,6 +219,9 @@ impl Default for Config {
             keys: KeyConfig::default(),
             limits: LimitConfig::default(),
             revocation: RevocationConfig::default(),
+            sessions: SessionConfig::default(),
+            signin: SigninConfig::default(),
+            federation: None,
         }
     }
 }
@@ -292,6 +401,44 @@ impl Config {
                 "revocation.staleness_window ({}) must be at least three heartbeats ({} each)",
                 r.staleness_window, r.heartbeat_interval
             ));
+        }
+        let s = &self.sessions;
+        if s.code_ttl.secs() < 1 || s.code_ttl.secs() > 600 {
+            return invalid("sessions.code_ttl must be between 1s and 10m".into());
+        }
+        if s.idle_timeout.secs() < 60 || s.idle_timeout > s.absolute_lifetime {
+            return invalid(format!(
+                "sessions.idle_timeout ({}) must be at least 1m and at most sessions.absolute_lifetime ({})",
+                s.idle_timeout, s.absolute_lifetime
+            ));
+        }
+        if s.absolute_lifetime.secs() > 365 * 86_400 {
+            return invalid("sessions.absolute_lifetime must be at most 365d".into());
+        }
+        if s.login_page_ttl.secs() < 60 || s.login_page_ttl.secs() > 86_400 {
+            return invalid("sessions.login_page_ttl must be between 1m and 1d".into());
+        }
+        let g = &self.signin;
+        if g.argon2_memory_kib < 8 * 1024 || g.argon2_iterations < 1 || g.argon2_parallelism < 1 {
+            return invalid("signin.argon2_* must be at least 8192 KiB, 1 pass, 1 lane".into());
+        }
+        if g.max_concurrent_hashes < 1 || g.max_concurrent_hashes > 256 {
+            return invalid("signin.max_concurrent_hashes must be between 1 and 256".into());
+        }
+        if g.max_failures < 1 || g.max_failures > 100 {
+            return invalid("signin.max_failures must be between 1 and 100".into());
+        }
+        if g.per_source_per_minute < 10 {
+            return invalid("signin.per_source_per_minute must be at least 10".into());
+        }
+        if let Some(f) = &self.federation {
+            match url::Url::parse(&f.issuer) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                _ => return invalid(format!("federation.issuer `{}` must be an http(s) URL", f.issuer)),
+            }
+            if f.client_id.is_empty() || f.client_secret.is_empty() {
+                return invalid("federation.client_id and federation.client_secret are required".into());
+            }
         }
         if !(1024..=1024 * 1024).contains(&self.limits.max_body_bytes) {
             return invalid("limits.max_body_bytes must be between 1024 and 1048576".into());

@@ -9,9 +9,12 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod keys;
+pub mod passwords;
 pub mod secrets;
 pub mod server;
+pub mod throttle;
 pub mod tokens;
+pub mod users;
 
 pub use authority::{Authority, StartEnv, StartError, ADMIN_SCOPE, BOOTSTRAP_FILE};
 pub use config::{Config, ConfigError};

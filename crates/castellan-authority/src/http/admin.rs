@@ -31,9 +31,10 @@ pub fn router() -> Router<Arc<Authority>> {
         .route("/subjects/{id}/revoke", revoke_route(RevocationKind::Subject))
         .route("/clients/{id}/revoke", revoke_route(RevocationKind::Client))
         .route("/verifiers", get(list_verifiers))
+        .merge(super::admin_users::router())
 }
 
-async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {
+pub(super) async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(ApiError::bearer_required)?
@@ -66,7 +67,7 @@ async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTo
     }
 }
 
-async fn json_body<T: for<'de> Deserialize<'de>>(
+pub(super) async fn json_body<T: for<'de> Deserialize<'de>>(
     auth: &Authority,
     req: Request,
     empty_ok: bool,
@@ -451,6 +452,13 @@ async fn revoke(auth: &Authority, headers: &HeaderMap, kind: RevocationKind, id:
     let id = checked_id(id)?;
     if kind == RevocationKind::Client && auth.client(id).await?.is_none() {
         return Err(ApiError::not_found(format!("no client `{id}`")));
+    }
+    if kind == RevocationKind::Session {
+        // A person's session also stops refreshing.
+        auth.store()
+            .end_session(id, auth.now())
+            .await
+            .map_err(|e| ApiError::server_error(&e))?;
     }
     let event = auth
         .record_revocation(kind, id, auth.now())

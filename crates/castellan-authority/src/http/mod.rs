@@ -1,6 +1,7 @@
 //! The authority's HTTP surface.
 
 pub mod admin;
+pub mod admin_users;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
