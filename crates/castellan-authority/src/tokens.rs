@@ -35,6 +35,51 @@ pub enum TokenRejection {
     Store(#[from] StoreError),
 }
 
+/// The `typ` of our ID tokens.
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+/// Who a token is for and within which grant.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    /// The grant type, as metrics label it.
+    pub kind: &'static str,
+    /// The client it is issued to.
+    pub client_id: &'a str,
+    /// The subject: a person's user id, or the client itself.
+    pub sub: &'a str,
+    /// The one service it is for.
+    pub aud: &'a str,
+    /// The session or grant id.
+    pub sid: &'a str,
+}
+
+/// Claims of an OpenID Connect ID token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdTokenClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The person.
+    pub sub: String,
+    /// The client.
+    pub aud: String,
+    /// Expiry.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// When the person authenticated.
+    pub auth_time: i64,
+    /// The value the client sent to the authorization endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The sign-in session.
+    pub sid: String,
+    /// Authorized party: the client.
+    pub azp: String,
+    /// The sign-in name (with scope `profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+}
+
 /// A freshly issued token.
 #[derive(Debug)]
 pub struct Issued {
@@ -47,7 +92,8 @@ pub struct Issued {
 }
 
 impl Authority {
-    /// Signs an access token for `client` to call `aud`.
+    /// Signs a `client_credentials` access token for `client` to call `aud`,
+    /// in a fresh grant `sid`.
     pub fn issue_access_token(
         &self,
         client_id: &str,
@@ -56,17 +102,38 @@ impl Authority {
         scope: Option<String>,
         ttl: i64,
     ) -> Result<Issued, crate::http::error::ApiError> {
+        let sid = random_id("").map_err(|e| crate::http::error::ApiError::server_error(&e))?;
+        self.issue_access_token_in(
+            Grant {
+                kind: "client_credentials",
+                client_id,
+                sub,
+                aud,
+                sid: &sid,
+            },
+            scope,
+            ttl,
+        )
+    }
+
+    /// Signs an access token within an existing grant or sign-in session.
+    pub fn issue_access_token_in(
+        &self,
+        grant: Grant<'_>,
+        scope: Option<String>,
+        ttl: i64,
+    ) -> Result<Issued, crate::http::error::ApiError> {
         let err = |e: &dyn std::fmt::Display| crate::http::error::ApiError::server_error(e);
         let now = self.now();
         let claims = AccessTokenClaims {
             iss: self.issuer().to_owned(),
-            sub: sub.to_owned(),
-            aud: aud.to_owned(),
+            sub: grant.sub.to_owned(),
+            aud: grant.aud.to_owned(),
             exp: now.saturating_add(ttl),
             iat: now,
             jti: random_id("").map_err(|e| err(&e))?,
-            client_id: client_id.to_owned(),
-            sid: random_id("").map_err(|e| err(&e))?,
+            client_id: grant.client_id.to_owned(),
+            sid: grant.sid.to_owned(),
             scope,
         };
         let keys = self.keys().current();
@@ -74,12 +141,42 @@ impl Authority {
             .active
             .sign_compact(ACCESS_TOKEN_TYP, &claims)
             .map_err(|e| err(&e))?;
-        metrics::counter!("castellan_tokens_issued_total", "grant_type" => "client_credentials").increment(1);
+        metrics::counter!("castellan_tokens_issued_total", "grant_type" => grant.kind).increment(1);
         Ok(Issued {
             token,
             expires_in: ttl,
             claims,
         })
+    }
+
+    /// Signs an OpenID Connect ID token (`typ: JWT`, `aud` = the client).
+    pub fn issue_id_token(&self, claims: &IdTokenClaims) -> Result<String, crate::http::error::ApiError> {
+        self.keys()
+            .current()
+            .active
+            .sign_compact(ID_TOKEN_TYP, claims)
+            .map_err(|e| crate::http::error::ApiError::server_error(&e))
+    }
+
+    /// Checks an ID token we issued, for `id_token_hint`: our signature with
+    /// a key that is still published, our issuer, `typ: JWT`. Expiry is not
+    /// checked (an expired hint still names the session to end).
+    pub fn check_id_token_hint(&self, token: &str) -> Result<IdTokenClaims, TokenRejection> {
+        let keys = self.keys().current();
+        let verified = verify_compact(
+            token,
+            VerifyOptions {
+                expected_typ: Some(ID_TOKEN_TYP),
+                ..VerifyOptions::default()
+            },
+            |kid| keys.verifying.get(kid),
+        )?;
+        let claims: IdTokenClaims = serde_json::from_value(Value::Object(verified.claims))
+            .map_err(|e| TokenRejection::Claims(e.to_string()))?;
+        if claims.iss != self.issuer() {
+            return Err(TokenRejection::WrongIssuer);
+        }
+        Ok(claims)
     }
 
     /// Checks a token as introspection sees it: our signature with a key

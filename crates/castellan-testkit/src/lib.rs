@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a test helper: failing loudly is its job
 
+pub mod browser;
+
 use castellan_authority::{Authority, Config, StartEnv};
 use castellan_core::ManualClock;
 use serde_json::{json, Value};
@@ -63,8 +65,10 @@ fn serve(listener: tokio::net::TcpListener, authority: Arc<Authority>) -> Server
             tokio::select! {
                 _ = &mut killed => break,
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    let Ok((stream, peer)) = accepted else { continue };
+                    // As `axum::serve` with connect info does: handlers see the peer address.
+                    let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+                    let service = hyper_util::service::TowerToHyperService::new(app);
                     conns.spawn(async move {
                         let io = hyper_util::rt::TokioIo::new(stream);
                         let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;

@@ -94,6 +94,30 @@ pub async fn authenticate(
     Err(ApiError::invalid_client("client authentication required"))
 }
 
+/// As [`authenticate`], but a public client (no credentials, PKCE instead)
+/// may identify itself with `client_id` alone. For the token endpoint's
+/// code and refresh grants and for revocation, never for introspection.
+pub async fn authenticate_allowing_public(
+    auth: &Authority,
+    headers: &HeaderMap,
+    form: &Form,
+    endpoint: &str,
+) -> Result<ClientRecord, ApiError> {
+    let credentials = headers.contains_key(header::AUTHORIZATION)
+        || form.get("client_secret").is_some()
+        || form.get("client_assertion").is_some();
+    if !credentials {
+        if let Some(id) = form.get("client_id") {
+            return match auth.client(id).await? {
+                Some(c) if c.public => Ok(c),
+                _ => Err(ApiError::invalid_client(FAILED)),
+            };
+        }
+    }
+    let client = authenticate(auth, headers, form, endpoint).await?;
+    Ok(client)
+}
+
 async fn check_secret(auth: &Authority, id: &str, secret: &str) -> Result<ClientRecord, ApiError> {
     let client = auth.client(id).await?;
     match client {

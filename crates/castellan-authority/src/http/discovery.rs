@@ -14,6 +14,7 @@ pub fn metadata_document(auth: &Authority) -> serde_json::Value {
     let iss = auth.issuer();
     let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
     let auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+    let token_auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
     // Algorithms of the keys whose tokens are valid now (several after a change of `keys.algorithm`).
     let mut signing_algs: Vec<String> = Vec::new();
     for info in &auth.keys().current().infos {
@@ -27,18 +28,25 @@ pub fn metadata_document(auth: &Authority) -> serde_json::Value {
         "jwks_uri": format!("{iss}{}", paths::JWKS),
         "introspection_endpoint": format!("{iss}{}", paths::INTROSPECT),
         "revocation_endpoint": format!("{iss}{}", paths::REVOKE),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
+        "authorization_endpoint": format!("{iss}{}", paths::AUTHORIZE),
+        "userinfo_endpoint": format!("{iss}{}", paths::USERINFO),
+        "end_session_endpoint": format!("{iss}{}", paths::END_SESSION),
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "azp", "preferred_username"],
         "subject_types_supported": ["public"],
-        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_methods_supported": token_auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_signing_alg_values_supported": algs,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": token_auth_methods,
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
         "id_token_signing_alg_values_supported": [auth.config().keys.algorithm.as_str()],
         "access_token_signing_alg_values_supported": signing_algs,
-        "scopes_supported": [crate::ADMIN_SCOPE],
+        "scopes_supported": ["openid", "profile", "offline_access", crate::ADMIN_SCOPE],
         "castellan_admin_endpoint": format!("{iss}{}", paths::ADMIN),
         "castellan_revocation_endpoint": format!("{iss}{}", paths::REVOCATIONS),
         "castellan_revocation_stream_endpoint": format!("{iss}{}", paths::REVOCATION_STREAM),

@@ -30,6 +30,22 @@ impl ApiError {
         }
     }
 
+    /// 400 `invalid_grant`: the code or refresh token is invalid, expired,
+    /// used, or issued to another client (RFC 6749 §5.2).
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
+    }
+
+    /// The human description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// 400 `invalid_request`.
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)

@@ -46,6 +46,11 @@ impl Form {
         if !content_type_is(headers, "application/x-www-form-urlencoded") {
             return Err(ApiError::unsupported_media("application/x-www-form-urlencoded"));
         }
+        Self::from_urlencoded(body)
+    }
+
+    /// Parses a query string (or any urlencoded bytes) with the same rules.
+    pub fn from_urlencoded(body: &[u8]) -> Result<Self, ApiError> {
         if std::str::from_utf8(body).is_err() {
             return Err(ApiError::invalid_request("body is not UTF-8"));
         }

@@ -2,11 +2,16 @@
 
 pub mod admin;
 pub mod admin_users;
+pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
+pub mod federation;
 pub mod form;
+pub mod grants;
 pub mod oauth;
+pub mod oidc;
+pub mod pages;
 pub mod stream;
 
 use crate::Authority;
@@ -28,6 +33,18 @@ pub mod paths {
     pub const INTROSPECT: &str = "/oauth2/introspect";
     /// RFC 7009 revocation.
     pub const REVOKE: &str = "/oauth2/revoke";
+    /// Authorization endpoint (code flow with PKCE).
+    pub const AUTHORIZE: &str = "/oauth2/authorize";
+    /// Where the login form posts.
+    pub const LOGIN: &str = "/oauth2/login";
+    /// OpenID Connect userinfo.
+    pub const USERINFO: &str = "/oauth2/userinfo";
+    /// RP-initiated logout.
+    pub const END_SESSION: &str = "/oauth2/logout";
+    /// Starts a sign-in at the upstream identity provider.
+    pub const FEDERATION_START: &str = "/oauth2/federation/start";
+    /// Where the upstream identity provider returns.
+    pub const FEDERATION_CALLBACK: &str = "/oauth2/federation/callback";
     /// Admin API root.
     pub const ADMIN: &str = "/admin/v1";
     /// Revocation log snapshot.
@@ -46,6 +63,12 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route(paths::JWKS, get(discovery::jwks))
         .route(paths::TOKEN, post(oauth::token))
         .route(paths::INTROSPECT, post(oauth::introspect))
+        .route(paths::AUTHORIZE, get(authorize::authorize))
+        .route(paths::LOGIN, post(authorize::login))
+        .route(paths::USERINFO, get(oidc::userinfo).post(oidc::userinfo))
+        .route(paths::END_SESSION, get(oidc::logout).post(oidc::logout))
+        .route(paths::FEDERATION_START, post(federation::start))
+        .route(paths::FEDERATION_CALLBACK, get(federation::callback))
         .route(paths::REVOKE, post(oauth::revoke))
         .route(paths::REVOCATIONS, get(stream::snapshot))
         .route(paths::REVOCATION_STREAM, get(stream::stream))

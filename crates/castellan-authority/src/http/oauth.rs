@@ -1,7 +1,7 @@
 //! The OAuth endpoints: token (RFC 6749 `client_credentials`), introspection
 //! (RFC 7662) and revocation (RFC 7009).
 
-use super::client_auth::authenticate;
+use super::client_auth::{authenticate, authenticate_allowing_public};
 use super::error::ApiError;
 use super::form::{read_body, Form};
 use super::paths;
@@ -10,18 +10,18 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use castellan_store::{ClientRecord, RevocationKind};
+use castellan_store::ClientRecord;
 use serde_json::json;
 use std::sync::Arc;
 
-fn no_store(mut resp: Response) -> Response {
+pub(super) fn no_store(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
 }
 
-async fn read_form(auth: &Authority, req: Request) -> Result<(axum::http::HeaderMap, Form), ApiError> {
+pub(super) async fn read_form(auth: &Authority, req: Request) -> Result<(axum::http::HeaderMap, Form), ApiError> {
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, auth.config().limits.max_body_bytes).await?;
     let form = Form::parse(&parts.headers, &bytes)?;
@@ -41,7 +41,19 @@ fn allowed_audience(auth: &Authority, client: &ClientRecord, aud: &str) -> bool 
 }
 
 fn choose_audience(auth: &Authority, client: &ClientRecord, form: &Form) -> Result<String, ApiError> {
-    let mut requested: Vec<&String> = form.all("audience").iter().chain(form.all("resource")).collect();
+    let requested: Vec<&str> = form
+        .all("audience")
+        .iter()
+        .chain(form.all("resource"))
+        .map(String::as_str)
+        .collect();
+    choose_audience_from(auth, client, &requested)
+}
+
+/// The one audience of a token: the requested one if allowed, else the
+/// client's only one.
+pub fn choose_audience_from(auth: &Authority, client: &ClientRecord, requested: &[&str]) -> Result<String, ApiError> {
+    let mut requested = requested.to_vec();
     requested.dedup();
     let aud = match requested.as_slice() {
         [] => match client.audiences.as_slice() {
@@ -53,7 +65,7 @@ fn choose_audience(auth: &Authority, client: &ClientRecord, form: &Form) -> Resu
                 ))
             }
         },
-        [one] => (*one).clone(),
+        [one] => (*one).to_owned(),
         _ => return Err(ApiError::invalid_target("a token is for exactly one audience")),
     };
     if !allowed_audience(auth, client, &aud) {
@@ -101,12 +113,26 @@ async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiErro
         .get("grant_type")
         .ok_or_else(|| ApiError::invalid_request("grant_type is required"))?;
     let endpoint = format!("{}{}", auth.issuer(), paths::TOKEN);
-    let client = authenticate(auth, &headers, &form, &endpoint).await?;
-    if grant_type != "client_credentials" {
-        let shown: String = grant_type.chars().take(64).collect();
-        return Err(ApiError::unsupported_grant_type(format!(
-            "grant_type `{shown}` is not supported"
-        )));
+    let client = authenticate_allowing_public(auth, &headers, &form, &endpoint).await?;
+    match grant_type {
+        "client_credentials" if client.public => {
+            return Err(ApiError::unauthorized_client(
+                "a public client cannot use client_credentials",
+            ))
+        }
+        "client_credentials" => {}
+        "authorization_code" => {
+            return super::grants::authorization_code(auth, &client, &form)
+                .await
+                .map(no_store)
+        }
+        "refresh_token" => return super::grants::refresh_token(auth, &client, &form).await.map(no_store),
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            return Err(ApiError::unsupported_grant_type(format!(
+                "grant_type `{shown}` is not supported"
+            )));
+        }
     }
     let aud = choose_audience(auth, &client, &form)?;
     let scope = choose_scope(&client, &form)?;
@@ -170,7 +196,7 @@ pub async fn revoke(State(auth): State<Arc<Authority>>, req: Request) -> Respons
     let result: Result<Response, ApiError> = async {
         let (headers, form) = read_form(&auth, req).await?;
         let endpoint = format!("{}{}", auth.issuer(), paths::REVOKE);
-        let caller = authenticate(&auth, &headers, &form, &endpoint).await?;
+        let caller = authenticate_allowing_public(&auth, &headers, &form, &endpoint).await?;
         let token = form
             .get("token")
             .ok_or_else(|| ApiError::invalid_request("token is required"))?;
@@ -179,14 +205,15 @@ pub async fn revoke(State(auth): State<Arc<Authority>>, req: Request) -> Respons
                 return Err(ApiError::new_unsupported_token_type());
             }
         }
+        if super::grants::revoke_refresh_token(&auth, &caller, token).await? {
+            return Ok(no_store(axum::http::StatusCode::OK.into_response()));
+        }
         match auth.check_access_token(token).await {
             Ok((claims, _)) => {
                 if claims.client_id != caller.client_id && !caller.admin {
                     return Err(ApiError::unauthorized_client("token was issued to another client"));
                 }
-                auth.record_revocation(RevocationKind::Session, &claims.sid, auth.now())
-                    .await
-                    .map_err(|e| ApiError::server_error(&e))?;
+                auth.end_session(&claims.sid).await?;
                 tracing::info!(sid = %claims.sid, by = %caller.client_id, "session revoked");
             }
             Err(crate::tokens::TokenRejection::Store(e)) => return Err(ApiError::server_error(&e)),
