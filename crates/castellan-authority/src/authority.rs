@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::events::{EventHub, StreamEvent, VerifierRegistry};
 use crate::http::error::ApiError;
 use crate::keys::{KeyError, KeyManager, KeySchedule};
+use crate::federation::Federation;
 use crate::passwords::Passwords;
 use crate::secrets::{new_client_secret, random_id, write_private_file, MasterKey, SecretError};
 use crate::throttle::Throttle;
@@ -97,6 +98,7 @@ pub struct Authority {
     revocation_log_id: String,
     passwords: Passwords,
     throttle: Throttle,
+    federation: Option<Federation>,
 }
 
 /// What a rotation did.
@@ -177,6 +179,10 @@ impl Authority {
             revocation_log_id,
             passwords: Passwords::new(&config.signin).map_err(|e| StartError::Bootstrap(e.to_string()))?,
             throttle: Throttle::new(&config.signin),
+            federation: match &config.federation {
+                Some(f) => Some(Federation::new(f.clone()).map_err(|e| StartError::Bootstrap(e.to_string()))?),
+                None => None,
+            },
             config,
         });
         authority.bootstrap_admin(env).await?;
@@ -298,6 +304,11 @@ impl Authority {
     /// The password hasher.
     pub fn passwords(&self) -> &Passwords {
         &self.passwords
+    }
+
+    /// The upstream identity provider, when configured.
+    pub fn federation(&self) -> Option<&Federation> {
+        self.federation.as_ref()
     }
 
     /// The sign-in throttle.

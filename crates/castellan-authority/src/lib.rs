@@ -7,6 +7,7 @@
 pub mod authority;
 pub mod config;
 pub mod events;
+pub mod federation;
 pub mod http;
 pub mod keys;
 pub mod passwords;
