@@ -59,8 +59,9 @@ impl std::fmt::Debug for Throttle {
     }
 }
 
+/// Names longer than any valid username are cut, so junk input cannot bloat the table.
 fn key(account: &str) -> String {
-    account.trim().to_lowercase()
+    account.trim().chars().take(128).collect::<String>().to_lowercase()
 }
 
 fn delay_after(failures: u32) -> i64 {
