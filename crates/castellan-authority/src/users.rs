@@ -14,7 +14,9 @@ pub fn normalize_username(name: &str) -> Option<String> {
     let n = name.trim().to_lowercase();
     let ok = (1..=64).contains(&n.chars().count())
         && n.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '@' | '+'));
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '@' | '+'))
+        // `.` and `..` cannot be a URL path segment, so the admin API could not name them.
+        && !n.chars().all(|c| c == '.');
     ok.then_some(n)
 }
 
@@ -199,6 +201,8 @@ mod tests {
             Some("alice@example.com")
         );
         assert_eq!(normalize_username(""), None);
+        assert_eq!(normalize_username(".."), None);
+        assert_eq!(normalize_username("a.b").as_deref(), Some("a.b"));
         assert_eq!(normalize_username("a b"), None);
         assert_eq!(normalize_username("ålice"), None);
         assert_eq!(normalize_username(&"a".repeat(65)), None);

@@ -32,11 +32,11 @@ fn credentials(conn: &Conn) -> anyhow::Result<Credentials> {
     }
 }
 
-struct Admin {
+pub struct Admin {
     http: reqwest::Client,
     base: String,
     token: String,
-    json: bool,
+    pub json: bool,
 }
 
 async fn error_of(resp: reqwest::Response) -> anyhow::Error {
@@ -48,7 +48,7 @@ async fn error_of(resp: reqwest::Response) -> anyhow::Error {
 }
 
 impl Admin {
-    async fn connect(conn: &Conn) -> anyhow::Result<Self> {
+    pub async fn connect(conn: &Conn) -> anyhow::Result<Self> {
         let creds = credentials(conn)?;
         // Long enough for a routine rotation's acknowledgement wait (keys.ack_timeout is at most 10m).
         let mut http = reqwest::Client::builder()
@@ -107,7 +107,7 @@ impl Admin {
         })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -126,7 +126,7 @@ impl Admin {
     }
 }
 
-fn url_encode(s: &str) -> String {
+pub fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -135,7 +135,7 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-fn print(json: bool, value: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<()> {
+pub fn print(json: bool, value: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<()> {
     if json {
         out!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -144,11 +144,11 @@ fn print(json: bool, value: &Value, human: impl FnOnce(&Value)) -> anyhow::Resul
     Ok(())
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+pub fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("-")
 }
 
-fn time(v: &Value, k: &str) -> String {
+pub fn time(v: &Value, k: &str) -> String {
     v.get(k)
         .and_then(Value::as_i64)
         .map_or_else(|| "-".to_owned(), |t| t.to_string())
@@ -192,6 +192,17 @@ fn print_client(c: &Value) {
     out!("audiences:   {}", list("audiences"));
     out!("scopes:      {}", list("scopes"));
     out!("auth method: {}", s(c, "auth_method"));
+    if c.get("public").and_then(Value::as_bool).unwrap_or(false) {
+        out!("public:      yes: no secret; the authorization-code flow requires PKCE (S256)");
+    }
+    let redirects = list("redirect_uris");
+    if !redirects.is_empty() {
+        out!("redirects:   {redirects}");
+    }
+    let logout = list("post_logout_redirect_uris");
+    if !logout.is_empty() {
+        out!("logout to:   {logout}");
+    }
     out!(
         "token ttl:   {}",
         c.get("access_token_ttl").and_then(Value::as_str).unwrap_or("default")
@@ -256,12 +267,22 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
             scopes,
             access_token_ttl,
             jwks,
+            public,
+            redirect_uris,
+            post_logout_redirect_uris,
             conn,
         } => {
             if let Some(ttl) = &access_token_ttl {
                 castellan_core::parse_duration(ttl).with_context(|| "--access-token-ttl".to_owned())?;
             }
-            let mut body = json!({ "name": name, "audiences": audiences, "scopes": scopes });
+            let mut body = json!({
+                "name": name,
+                "audiences": audiences,
+                "scopes": scopes,
+                "public": public,
+                "redirect_uris": redirect_uris,
+                "post_logout_redirect_uris": post_logout_redirect_uris,
+            });
             if let (Some(ttl), Some(obj)) = (access_token_ttl, body.as_object_mut()) {
                 obj.insert("access_token_ttl".to_owned(), json!(ttl));
             }

@@ -1,6 +1,6 @@
 //! Command-line grammar and dispatch.
 
-use crate::{admin, gate, serve};
+use crate::{admin, gate, serve, users};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -37,6 +37,9 @@ pub enum Command {
     /// Manage OAuth clients on a running authority.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage people (users) on a running authority.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Revoke sessions on a running authority.
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -48,6 +51,66 @@ pub enum Command {
     Verifiers(VerifiersCommand),
     /// Run the verifier in front of a service: reverse proxy, or forward-auth.
     Gate(gate::GateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a person; without `--password-stdin` they can only sign in through federation.
+    Create {
+        /// Sign-in name: 1 to 64 of a-z 0-9 . _ - @ +.
+        username: String,
+        /// Read the password from stdin (all of it, minus one trailing newline).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List people.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show one person and their live sessions.
+    Show {
+        /// Username or user id.
+        username: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete a person; their sessions end and their tokens are revoked.
+    Delete {
+        /// Username or user id.
+        username: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Set a person's password; ends their sessions unless `--keep-sessions`.
+    SetPassword {
+        /// Username or user id.
+        username: String,
+        /// Read the new password from stdin (all of it, minus one trailing newline).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Keep the person's sessions and tokens alive.
+        #[arg(long)]
+        keep_sessions: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Suspend a person: no sign-in or refresh; their sessions end and their tokens are revoked.
+    Suspend {
+        /// Username or user id.
+        username: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Lift a suspension.
+    Resume {
+        /// Username or user id.
+        username: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +215,15 @@ pub enum ClientCommand {
         /// JWK Set file for private_key_jwt; no secret is issued then.
         #[arg(long)]
         jwks: Option<PathBuf>,
+        /// A public client (browser or native app): no secret, PKCE required; needs `--redirect-uri`.
+        #[arg(long)]
+        public: bool,
+        /// Redirect URI(s) for the authorization-code flow.
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may send the browser back to.
+        #[arg(long = "post-logout-redirect-uri", num_args = 1..)]
+        post_logout_redirect_uris: Vec<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -196,6 +268,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check { file, serve, json }) => serve::check(file, serve, json),
         Command::Keys(cmd) => admin::keys(cmd).await,
         Command::Client(cmd) => admin::client(cmd).await,
+        Command::User(cmd) => users::run(cmd).await,
         Command::Sessions(SessionsCommand::Revoke { sid, conn }) => admin::revoke("sessions", &sid, &conn).await,
         Command::Subjects(SubjectsCommand::Revoke { sub, conn }) => admin::revoke("subjects", &sub, &conn).await,
         Command::Verifiers(VerifiersCommand::List { conn }) => admin::verifiers(&conn).await,

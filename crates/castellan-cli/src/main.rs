@@ -13,6 +13,7 @@ mod admin;
 mod cli;
 mod gate;
 mod serve;
+mod users;
 
 use clap::Parser;
 use std::process::ExitCode;
