@@ -35,6 +35,18 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// A transaction that holds the write lock from its first statement.
+    ///
+    /// A plain (deferred) transaction that reads before it writes fails with
+    /// `SQLITE_BUSY` instead of waiting when another connection commits in
+    /// between (WAL cannot upgrade a stale snapshot), so racing redemptions of
+    /// one code or refresh token would error instead of losing cleanly.
+    /// `BEGIN IMMEDIATE` waits on `busy_timeout` for the lock and then reads
+    /// fresh state.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("CREATE TABLE IF NOT EXISTS castellan_schema (version INTEGER NOT NULL)")
@@ -603,7 +615,7 @@ impl Store for SqliteStore {
     }
 
     async fn redeem_code(&self, code_hash: &[u8], now: UnixTime) -> StoreResult<Redeemed<AuthCodeRecord>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = ?")
             .bind(code_hash)
             .fetch_optional(&mut *tx)
@@ -660,7 +672,7 @@ impl Store for SqliteStore {
         new: &RefreshTokenRecord,
         now: UnixTime,
     ) -> StoreResult<Redeemed<RefreshTokenRecord>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
             .bind(old_hash)
             .fetch_optional(&mut *tx)

@@ -2,7 +2,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may unwrap
 //! each new backend runs the same functions.
 
-use castellan_store::{ClientRecord, KeyRecord, KeyState, RevocationKind, SqliteStore, Store};
+use castellan_store::{
+    AuthCodeRecord, ClientRecord, KeyRecord, KeyState, Redeemed, RefreshTokenRecord, RevocationKind, SessionRecord,
+    SqliteStore, Store, StoreError, UserRecord,
+};
+use std::sync::Arc;
 
 fn client(id: &str) -> ClientRecord {
     ClientRecord {
@@ -129,25 +133,882 @@ async fn meta_is_write_once(store: &dyn Store) {
     assert_eq!(store.init_meta("x", "2").await.unwrap(), "1");
 }
 
-#[tokio::test]
+fn user(id: &str, username: &str) -> UserRecord {
+    UserRecord {
+        user_id: id.to_owned(),
+        username: username.to_owned(),
+        password_hash: Some(format!("$argon2id$v=19$m=19456,t=2,p=1$salt-{id}$hash-{id}")),
+        suspended: false,
+        created_at: 1_000,
+        federated_issuer: None,
+        federated_subject: None,
+    }
+}
+
+fn federated(id: &str, username: &str, issuer: &str, subject: &str) -> UserRecord {
+    UserRecord {
+        password_hash: None,
+        federated_issuer: Some(issuer.to_owned()),
+        federated_subject: Some(subject.to_owned()),
+        ..user(id, username)
+    }
+}
+
+fn session(sid: &str, user_id: &str, created_at: i64, expires_at: i64) -> SessionRecord {
+    SessionRecord {
+        sid: sid.to_owned(),
+        user_id: user_id.to_owned(),
+        client_id: "web".to_owned(),
+        audience: "orders".to_owned(),
+        scope: Some("openid read".to_owned()),
+        auth_time: created_at,
+        created_at,
+        last_used_at: created_at,
+        expires_at,
+        ended_at: None,
+    }
+}
+
+/// A stand-in for a keyed hash: distinct bytes per label.
+fn hash(label: &str) -> Vec<u8> {
+    label.as_bytes().to_vec()
+}
+
+fn code(s: &SessionRecord, label: &str, expires_at: i64) -> AuthCodeRecord {
+    AuthCodeRecord {
+        code_hash: hash(label),
+        client_id: s.client_id.clone(),
+        redirect_uri: "https://app.example/cb".to_owned(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned(),
+        sid: s.sid.clone(),
+        user_id: s.user_id.clone(),
+        nonce: Some(format!("nonce-{label}")),
+        auth_time: s.auth_time,
+        expires_at,
+    }
+}
+
+fn refresh(s: &SessionRecord, label: &str, created_at: i64, expires_at: i64) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        token_hash: hash(label),
+        sid: s.sid.clone(),
+        client_id: s.client_id.clone(),
+        user_id: s.user_id.clone(),
+        created_at,
+        expires_at,
+        used_at: None,
+    }
+}
+
+fn is_conflict(err: &StoreError) -> bool {
+    matches!(err, StoreError::Conflict { .. })
+}
+
+async fn client_flow_fields_round_trip(store: &dyn Store) {
+    let mut c = client("browser-app");
+    c.secret_hash = None;
+    c.public = true;
+    c.redirect_uris = vec![
+        "https://app.example/cb".to_owned(),
+        "http://127.0.0.1:8080/cb".to_owned(),
+    ];
+    c.post_logout_redirect_uris = vec!["https://app.example/bye".to_owned()];
+    store.insert_client(&c).await.unwrap();
+    assert_eq!(store.get_client("browser-app").await.unwrap(), Some(c.clone()));
+    let listed = store.list_clients().await.unwrap();
+    assert_eq!(listed.iter().find(|x| x.client_id == "browser-app"), Some(&c));
+    // A confidential client keeps the defaults.
+    store.insert_client(&client("backend-app")).await.unwrap();
+    let back = store.get_client("backend-app").await.unwrap().unwrap();
+    assert!(!back.public);
+    assert!(back.redirect_uris.is_empty() && back.post_logout_redirect_uris.is_empty());
+}
+
+async fn users_round_trip(store: &dyn Store) {
+    let alice = user("u-alice", "alice");
+    let bob = user("u-bob", "bob");
+    let fed = federated("u-fed", "fed-carol", "https://idp.example", "carol-1");
+    store.insert_user(&bob).await.unwrap();
+    store.insert_user(&alice).await.unwrap();
+    store.insert_user(&fed).await.unwrap();
+    // Several people without an upstream identity do not collide on (NULL, NULL).
+    store.insert_user(&user("u-dave", "dave")).await.unwrap();
+
+    // Duplicate username under a new id.
+    let err = store.insert_user(&user("u-alice-2", "alice")).await.unwrap_err();
+    assert!(is_conflict(&err), "{err:?}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    // Duplicate upstream identity under a new id and name.
+    let err = store
+        .insert_user(&federated("u-fed-2", "fed-carol-2", "https://idp.example", "carol-1"))
+        .await
+        .unwrap_err();
+    assert!(is_conflict(&err), "{err:?}");
+    // Duplicate id.
+    let err = store.insert_user(&user("u-alice", "alice-again")).await.unwrap_err();
+    assert!(is_conflict(&err), "{err:?}");
+    // No conflict left anything behind.
+    assert_eq!(store.get_user("u-alice-2").await.unwrap(), None);
+    assert_eq!(store.get_user("u-fed-2").await.unwrap(), None);
+    assert_eq!(store.get_user_by_name("alice-again").await.unwrap(), None);
+    // Same issuer, another subject is someone else.
+    let other = federated("u-fed-3", "fed-erin", "https://idp.example", "erin-1");
+    store.insert_user(&other).await.unwrap();
+
+    assert_eq!(store.get_user("u-alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.get_user("missing").await.unwrap(), None);
+    assert_eq!(store.get_user_by_name("bob").await.unwrap(), Some(bob.clone()));
+    assert_eq!(store.get_user_by_name("missing").await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_user_by_federated("https://idp.example", "carol-1")
+            .await
+            .unwrap(),
+        Some(fed.clone())
+    );
+    assert_eq!(
+        store
+            .get_user_by_federated("https://idp.example", "erin-1")
+            .await
+            .unwrap(),
+        Some(other.clone())
+    );
+    assert_eq!(
+        store
+            .get_user_by_federated("https://other.example", "carol-1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_user_by_federated("https://idp.example", "nobody")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // By username.
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.user_id.starts_with("u-"))
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob", "dave", "fed-carol", "fed-erin"]);
+
+    assert!(store.set_user_password("u-alice", "$argon2id$new").await.unwrap());
+    assert!(!store.set_user_password("missing", "$argon2id$new").await.unwrap());
+    assert_eq!(
+        store
+            .get_user("u-alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$new")
+    );
+    // A federated-only person may be given a password.
+    assert!(store.set_user_password("u-fed", "$argon2id$fed").await.unwrap());
+    assert_eq!(
+        store.get_user("u-fed").await.unwrap().unwrap().password_hash.as_deref(),
+        Some("$argon2id$fed")
+    );
+
+    assert!(store.set_user_suspended("u-bob", true).await.unwrap());
+    assert!(store.get_user("u-bob").await.unwrap().unwrap().suspended);
+    assert!(store.set_user_suspended("u-bob", false).await.unwrap());
+    assert!(!store.get_user("u-bob").await.unwrap().unwrap().suspended);
+    assert!(!store.set_user_suspended("missing", true).await.unwrap());
+    assert_eq!(store.get_user("missing").await.unwrap(), None);
+
+    assert!(store.delete_user("u-dave").await.unwrap());
+    assert!(!store.delete_user("u-dave").await.unwrap());
+    assert!(!store.delete_user("missing").await.unwrap());
+    assert_eq!(store.get_user("u-dave").await.unwrap(), None);
+    assert_eq!(store.get_user_by_name("dave").await.unwrap(), None);
+    // The name is free again.
+    store.insert_user(&user("u-dave-2", "dave")).await.unwrap();
+}
+
+async fn delete_user_cascades(store: &dyn Store) {
+    let now = 2_000;
+    store.insert_user(&user("del-gone", "del-gone")).await.unwrap();
+    store.insert_user(&user("del-kept", "del-kept")).await.unwrap();
+    let s1 = session("del-s1", "del-gone", now, now + 3_600);
+    let s2 = session("del-s2", "del-gone", now + 1, now + 3_600);
+    let kept = session("del-s3", "del-kept", now, now + 3_600);
+    store.begin_session(&s1, &code(&s1, "del-c1", now + 60)).await.unwrap();
+    store.begin_session(&s2, &code(&s2, "del-c2", now + 60)).await.unwrap();
+    store
+        .begin_session(&kept, &code(&kept, "del-c3", now + 60))
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh(&s1, "del-r1", now, now + 600), now)
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh(&s2, "del-r2", now, now + 600), now)
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh(&kept, "del-r3", now, now + 600), now)
+        .await
+        .unwrap();
+
+    assert!(store.delete_user("del-gone").await.unwrap());
+    assert_eq!(store.get_user("del-gone").await.unwrap(), None);
+    for sid in ["del-s1", "del-s2"] {
+        assert_eq!(store.get_session(sid).await.unwrap(), None, "{sid}");
+    }
+    assert!(store.list_sessions("del-gone", now).await.unwrap().is_empty());
+    for label in ["del-r1", "del-r2"] {
+        assert_eq!(store.get_refresh_token(&hash(label)).await.unwrap(), None, "{label}");
+    }
+    for label in ["del-c1", "del-c2"] {
+        assert_eq!(
+            store.redeem_code(&hash(label), now).await.unwrap(),
+            Redeemed::Unknown,
+            "{label}"
+        );
+    }
+    // Someone else's grants are untouched.
+    assert_eq!(store.get_session("del-s3").await.unwrap(), Some(kept.clone()));
+    assert!(store.get_refresh_token(&hash("del-r3")).await.unwrap().is_some());
+    assert!(matches!(
+        store.redeem_code(&hash("del-c3"), now).await.unwrap(),
+        Redeemed::Fresh(_)
+    ));
+}
+
+async fn sessions_begin_atomically(store: &dyn Store) {
+    let now = 3_000;
+    let s = session("bs-s1", "bs-user", now, now + 3_600);
+    let c = code(&s, "bs-c1", now + 60);
+    store.begin_session(&s, &c).await.unwrap();
+    assert_eq!(store.get_session("bs-s1").await.unwrap(), Some(s.clone()));
+    assert_eq!(store.get_session("missing").await.unwrap(), None);
+
+    // The sid is taken: neither the session nor its code is stored.
+    let mut dup_sid = session("bs-s1", "bs-other", now + 5, now + 7_200);
+    dup_sid.scope = None;
+    let err = store
+        .begin_session(&dup_sid, &code(&dup_sid, "bs-c2", now + 60))
+        .await
+        .unwrap_err();
+    assert!(is_conflict(&err), "{err:?}");
+    assert_eq!(store.get_session("bs-s1").await.unwrap(), Some(s.clone()));
+    assert_eq!(store.redeem_code(&hash("bs-c2"), now).await.unwrap(), Redeemed::Unknown);
+
+    // The code hash is taken: the new session is rolled back with it, and the
+    // error does not echo the hash.
+    let s3 = session("bs-s3", "bs-user", now, now + 3_600);
+    let err = store
+        .begin_session(&s3, &code(&s3, "bs-c1", now + 60))
+        .await
+        .unwrap_err();
+    assert!(is_conflict(&err), "{err:?}");
+    assert!(!err.to_string().contains("bs-c1"), "{err}");
+    assert!(!format!("{err:?}").contains(&format!("{:?}", hash("bs-c1"))), "{err:?}");
+    assert_eq!(store.get_session("bs-s3").await.unwrap(), None);
+    // The original code still belongs to the original session.
+    assert_eq!(
+        store.redeem_code(&hash("bs-c1"), now).await.unwrap(),
+        Redeemed::Fresh(c)
+    );
+}
+
+async fn sessions_list_and_end(store: &dyn Store) {
+    let now = 4_000;
+    let old = session("ls-old", "ls-user", now - 300, now + 3_600);
+    let mid = session("ls-mid", "ls-user", now - 200, now + 3_600);
+    let new = session("ls-new", "ls-user", now - 100, now + 3_600);
+    let expired = session("ls-expired", "ls-user", now - 7_200, now - 1);
+    let ended = session("ls-ended", "ls-user", now - 50, now + 3_600);
+    let foreign = session("ls-foreign", "ls-someone-else", now - 10, now + 3_600);
+    for (i, s) in [&old, &mid, &new, &expired, &ended, &foreign].into_iter().enumerate() {
+        store
+            .begin_session(s, &code(s, &format!("ls-c{i}"), now + 60))
+            .await
+            .unwrap();
+    }
+    assert!(store.end_session("ls-ended", now - 10).await.unwrap());
+
+    // Live only, newest first.
+    let live: Vec<String> = store
+        .list_sessions("ls-user", now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.sid)
+        .collect();
+    assert_eq!(live, ["ls-new", "ls-mid", "ls-old"]);
+    assert_eq!(store.list_sessions("ls-user", now).await.unwrap()[0], new);
+    // Later, `mid` and everything else runs out.
+    assert!(store.list_sessions("ls-user", now + 3_601).await.unwrap().is_empty());
+    assert!(store.list_sessions("ls-nobody", now).await.unwrap().is_empty());
+
+    // Ending one: ended_at is set, its refresh tokens go, the others stay.
+    store
+        .insert_refresh_token(&refresh(&mid, "ls-r-mid-1", now, now + 600), now)
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh(&mid, "ls-r-mid-2", now, now + 600), now)
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh(&old, "ls-r-old", now, now + 600), now)
+        .await
+        .unwrap();
+    assert!(store.end_session("ls-mid", now + 5).await.unwrap());
+    let ended_mid = store.get_session("ls-mid").await.unwrap().unwrap();
+    assert_eq!(ended_mid.ended_at, Some(now + 5));
+    assert_eq!(store.get_refresh_token(&hash("ls-r-mid-1")).await.unwrap(), None);
+    assert_eq!(store.get_refresh_token(&hash("ls-r-mid-2")).await.unwrap(), None);
+    assert!(store.get_refresh_token(&hash("ls-r-old")).await.unwrap().is_some());
+    // Ending again does nothing and keeps the first end time.
+    assert!(!store.end_session("ls-mid", now + 9).await.unwrap());
+    assert_eq!(
+        store.get_session("ls-mid").await.unwrap().unwrap().ended_at,
+        Some(now + 5)
+    );
+    assert!(!store.end_session("missing", now).await.unwrap());
+    let live: Vec<String> = store
+        .list_sessions("ls-user", now + 5)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.sid)
+        .collect();
+    assert_eq!(live, ["ls-new", "ls-old"]);
+    // Ending changes nothing else (last use is the refresh token stored at `now`).
+    assert_eq!(
+        ended_mid,
+        SessionRecord {
+            last_used_at: now,
+            ended_at: Some(now + 5),
+            ..mid.clone()
+        }
+    );
+    assert_eq!(store.get_session("ls-foreign").await.unwrap(), Some(foreign));
+}
+
+async fn end_user_sessions_keeps_one(store: &dyn Store) {
+    let now = 5_000;
+    let a = session("eu-a", "eu-user", now - 30, now + 3_600);
+    let b = session("eu-b", "eu-user", now - 20, now + 3_600);
+    let c = session("eu-c", "eu-user", now - 10, now + 3_600);
+    let done = session("eu-done", "eu-user", now - 40, now + 3_600);
+    let other = session("eu-other", "eu-someone-else", now - 10, now + 3_600);
+    for (i, s) in [&a, &b, &c, &done, &other].into_iter().enumerate() {
+        store
+            .begin_session(s, &code(s, &format!("eu-c{i}"), now + 60))
+            .await
+            .unwrap();
+        store
+            .insert_refresh_token(&refresh(s, &format!("eu-r{i}"), now, now + 600), now)
+            .await
+            .unwrap();
+    }
+    assert!(store.end_session("eu-done", now - 1).await.unwrap());
+
+    let mut ended = store.end_user_sessions("eu-user", Some("eu-b"), now).await.unwrap();
+    ended.sort();
+    assert_eq!(ended, ["eu-a", "eu-c"]);
+    for sid in ["eu-a", "eu-c"] {
+        assert_eq!(
+            store.get_session(sid).await.unwrap().unwrap().ended_at,
+            Some(now),
+            "{sid}"
+        );
+    }
+    // Already ended before: not reported again, end time unchanged.
+    assert_eq!(
+        store.get_session("eu-done").await.unwrap().unwrap().ended_at,
+        Some(now - 1)
+    );
+    // The kept session and its refresh token survive; the others' tokens are gone.
+    assert_eq!(store.get_session("eu-b").await.unwrap().unwrap().ended_at, None);
+    assert!(store.get_refresh_token(&hash("eu-r1")).await.unwrap().is_some());
+    assert_eq!(store.get_refresh_token(&hash("eu-r0")).await.unwrap(), None);
+    assert_eq!(store.get_refresh_token(&hash("eu-r2")).await.unwrap(), None);
+    let live: Vec<String> = store
+        .list_sessions("eu-user", now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.sid)
+        .collect();
+    assert_eq!(live, ["eu-b"]);
+    // Another person's session is untouched (its refresh token marked it used at `now`).
+    assert_eq!(
+        store.get_session("eu-other").await.unwrap(),
+        Some(SessionRecord {
+            last_used_at: now,
+            ..other
+        })
+    );
+    assert!(store.get_refresh_token(&hash("eu-r4")).await.unwrap().is_some());
+
+    // Without `keep`, the last one ends too; a second call ends nothing.
+    assert_eq!(
+        store.end_user_sessions("eu-user", None, now + 1).await.unwrap(),
+        ["eu-b"]
+    );
+    assert_eq!(store.get_refresh_token(&hash("eu-r1")).await.unwrap(), None);
+    assert!(store.list_sessions("eu-user", now + 1).await.unwrap().is_empty());
+    assert!(store
+        .end_user_sessions("eu-user", None, now + 2)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .end_user_sessions("eu-nobody", None, now)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn codes_are_single_use(store: &dyn Store) {
+    let now = 6_000;
+    let s = session("rc-s", "rc-user", now, now + 3_600);
+    let c = code(&s, "rc-c", now + 60);
+    store.begin_session(&s, &c).await.unwrap();
+    assert_eq!(
+        store.redeem_code(&hash("rc-c"), now).await.unwrap(),
+        Redeemed::Fresh(c.clone())
+    );
+    assert_eq!(
+        store.redeem_code(&hash("rc-c"), now + 1).await.unwrap(),
+        Redeemed::Replayed(c.clone())
+    );
+    assert_eq!(
+        store.redeem_code(&hash("rc-c"), now + 2).await.unwrap(),
+        Redeemed::Replayed(c)
+    );
+    assert_eq!(
+        store.redeem_code(&hash("rc-none"), now).await.unwrap(),
+        Redeemed::Unknown
+    );
+
+    // An expired, unspent code is unknown, and stays unspendable.
+    let s2 = session("rc-s2", "rc-user", now, now + 3_600);
+    store
+        .begin_session(&s2, &code(&s2, "rc-expired", now + 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.redeem_code(&hash("rc-expired"), now + 61).await.unwrap(),
+        Redeemed::Unknown
+    );
+    assert_eq!(
+        store.redeem_code(&hash("rc-expired"), now + 600).await.unwrap(),
+        Redeemed::Unknown
+    );
+    // At its expiry instant it is already expired.
+    let s3 = session("rc-s3", "rc-user", now, now + 3_600);
+    store.begin_session(&s3, &code(&s3, "rc-edge", now + 60)).await.unwrap();
+    assert_eq!(
+        store.redeem_code(&hash("rc-edge"), now + 60).await.unwrap(),
+        Redeemed::Unknown
+    );
+}
+
+async fn refresh_tokens_rotate_once(store: &dyn Store) {
+    let now = 7_000;
+    let s = session("rt-s", "rt-user", now, now + 3_600);
+    store.begin_session(&s, &code(&s, "rt-c", now + 60)).await.unwrap();
+    let first = refresh(&s, "rt-1", now + 10, now + 600);
+    store.insert_refresh_token(&first, now + 10).await.unwrap();
+    assert_eq!(
+        store.get_refresh_token(&hash("rt-1")).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.get_refresh_token(&hash("rt-none")).await.unwrap(), None);
+    // Storing a refresh token marks the session used.
+    assert_eq!(store.get_session("rt-s").await.unwrap().unwrap().last_used_at, now + 10);
+    // The same hash twice is a conflict.
+    let err = store.insert_refresh_token(&first, now + 11).await.unwrap_err();
+    assert!(is_conflict(&err), "{err:?}");
+    assert!(!format!("{err:?}").contains(&format!("{:?}", hash("rt-1"))), "{err:?}");
+
+    let second = refresh(&s, "rt-2", now + 20, now + 620);
+    assert_eq!(
+        store
+            .rotate_refresh_token(&hash("rt-1"), &second, now + 20)
+            .await
+            .unwrap(),
+        Redeemed::Fresh(first.clone())
+    );
+    assert_eq!(
+        store.get_refresh_token(&hash("rt-1")).await.unwrap().unwrap().used_at,
+        Some(now + 20)
+    );
+    assert_eq!(
+        store.get_refresh_token(&hash("rt-2")).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(store.get_session("rt-s").await.unwrap().unwrap().last_used_at, now + 20);
+
+    // Replaying the spent token reports it (with its spend time) and stores nothing.
+    let thief = refresh(&s, "rt-thief", now + 30, now + 630);
+    match store
+        .rotate_refresh_token(&hash("rt-1"), &thief, now + 30)
+        .await
+        .unwrap()
+    {
+        Redeemed::Replayed(old) => {
+            assert_eq!(old.token_hash, hash("rt-1"));
+            assert_eq!(old.sid, "rt-s");
+        }
+        other => panic!("expected Replayed, got {other:?}"),
+    }
+    assert_eq!(store.get_refresh_token(&hash("rt-thief")).await.unwrap(), None);
+    assert_eq!(
+        store.get_refresh_token(&hash("rt-1")).await.unwrap().unwrap().used_at,
+        Some(now + 20)
+    );
+    assert_eq!(store.get_session("rt-s").await.unwrap().unwrap().last_used_at, now + 20);
+
+    // An unknown token stores nothing either.
+    let stray = refresh(&s, "rt-stray", now + 40, now + 640);
+    assert_eq!(
+        store
+            .rotate_refresh_token(&hash("rt-none"), &stray, now + 40)
+            .await
+            .unwrap(),
+        Redeemed::Unknown
+    );
+    assert_eq!(store.get_refresh_token(&hash("rt-stray")).await.unwrap(), None);
+
+    // The chain continues from the newest token.
+    let third = refresh(&s, "rt-3", now + 50, now + 650);
+    assert_eq!(
+        store
+            .rotate_refresh_token(&hash("rt-2"), &third, now + 50)
+            .await
+            .unwrap(),
+        Redeemed::Fresh(second)
+    );
+    // After the session ends, the family is gone.
+    assert!(store.end_session("rt-s", now + 60).await.unwrap());
+    let after = refresh(&s, "rt-4", now + 70, now + 670);
+    assert_eq!(
+        store
+            .rotate_refresh_token(&hash("rt-3"), &after, now + 70)
+            .await
+            .unwrap(),
+        Redeemed::Unknown
+    );
+    assert_eq!(store.get_refresh_token(&hash("rt-4")).await.unwrap(), None);
+}
+
+async fn purge_grants_drops_only_expired(store: &dyn Store) {
+    let now = 8_000;
+    // Clear what earlier checks left to expire, so the count below is ours alone.
+    store.purge_grants(now).await.unwrap();
+    let gone = session("pg-gone", "pg-user", now - 7_200, now - 1);
+    let live = session("pg-live", "pg-user", now - 100, now + 3_600);
+    let ended = session("pg-ended", "pg-user", now - 100, now + 3_600);
+    store
+        .begin_session(&gone, &code(&gone, "pg-c-gone", now - 7_000))
+        .await
+        .unwrap();
+    store
+        .begin_session(&live, &code(&live, "pg-c-live", now + 60))
+        .await
+        .unwrap();
+    store
+        .begin_session(&ended, &code(&ended, "pg-c-ended", now - 1))
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh(&live, "pg-r-old", now - 700, now - 100), now - 700)
+        .await
+        .unwrap();
+    store
+        .insert_refresh_token(&refresh(&live, "pg-r-live", now - 100, now + 600), now - 100)
+        .await
+        .unwrap();
+    // A spent but unexpired token stays: it is what detects a replay.
+    store
+        .rotate_refresh_token(&hash("pg-r-live"), &refresh(&live, "pg-r-next", now, now + 700), now)
+        .await
+        .unwrap();
+    assert!(store.end_session("pg-ended", now - 50).await.unwrap());
+
+    // Expired: codes pg-c-gone and pg-c-ended, refresh token pg-r-old, session pg-gone.
+    assert_eq!(store.purge_grants(now).await.unwrap(), 4);
+    assert_eq!(store.get_session("pg-gone").await.unwrap(), None);
+    assert!(store.get_session("pg-live").await.unwrap().is_some());
+    // An ended session is kept until it expires.
+    assert!(store.get_session("pg-ended").await.unwrap().is_some());
+    assert_eq!(store.get_refresh_token(&hash("pg-r-old")).await.unwrap(), None);
+    assert!(store
+        .get_refresh_token(&hash("pg-r-live"))
+        .await
+        .unwrap()
+        .unwrap()
+        .used_at
+        .is_some());
+    assert!(store.get_refresh_token(&hash("pg-r-next")).await.unwrap().is_some());
+    assert!(matches!(
+        store.redeem_code(&hash("pg-c-live"), now).await.unwrap(),
+        Redeemed::Fresh(_)
+    ));
+    assert_eq!(
+        store.redeem_code(&hash("pg-c-gone"), now).await.unwrap(),
+        Redeemed::Unknown
+    );
+    assert_eq!(store.purge_grants(now).await.unwrap(), 0);
+}
+
+/// How many tasks race for one value in the concurrency checks, and how many rounds.
+const RACERS: usize = 16;
+const ROUNDS: usize = 8;
+
+async fn concurrent_code_redemption_has_one_winner(store: Arc<dyn Store>) {
+    let now = 9_000;
+    for round in 0..ROUNDS {
+        let s = session(&format!("cc-s{round}"), "cc-user", now, now + 3_600);
+        let label = format!("cc-c{round}");
+        let c = code(&s, &label, now + 60);
+        store.begin_session(&s, &c).await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..RACERS {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            let h = hash(&label);
+            tasks.spawn(async move {
+                barrier.wait().await;
+                store.redeem_code(&h, now).await
+            });
+        }
+        let (mut fresh, mut replayed) = (0, 0);
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                Ok(Redeemed::Fresh(r)) => {
+                    assert_eq!(r, c);
+                    fresh += 1;
+                }
+                Ok(Redeemed::Replayed(r)) => {
+                    assert_eq!(r, c);
+                    replayed += 1;
+                }
+                Ok(Redeemed::Unknown) => panic!("round {round}: a stored code was unknown"),
+                Err(e) => panic!("round {round}: a racing redemption failed instead of losing: {e}"),
+            }
+        }
+        assert_eq!((fresh, replayed), (1, RACERS - 1), "round {round}");
+    }
+}
+
+async fn concurrent_refresh_rotation_has_one_winner(store: Arc<dyn Store>) {
+    let now = 10_000;
+    for round in 0..ROUNDS {
+        let s = session(&format!("cr-s{round}"), "cr-user", now, now + 3_600);
+        store
+            .begin_session(&s, &code(&s, &format!("cr-c{round}"), now + 60))
+            .await
+            .unwrap();
+        let old = refresh(&s, &format!("cr-old{round}"), now, now + 600);
+        store.insert_refresh_token(&old, now).await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..RACERS {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            let old_hash = old.token_hash.clone();
+            let next = refresh(&s, &format!("cr-new{round}-{i}"), now + 1, now + 601);
+            tasks.spawn(async move {
+                barrier.wait().await;
+                (i, store.rotate_refresh_token(&old_hash, &next, now + 1).await)
+            });
+        }
+        let mut winners = Vec::new();
+        let mut replayed = 0;
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                (i, Ok(Redeemed::Fresh(r))) => {
+                    assert_eq!(r, old);
+                    winners.push(i);
+                }
+                (_, Ok(Redeemed::Replayed(r))) => {
+                    assert_eq!(r.token_hash, old.token_hash);
+                    replayed += 1;
+                }
+                (_, Ok(Redeemed::Unknown)) => panic!("round {round}: a stored token was unknown"),
+                (_, Err(e)) => panic!("round {round}: a racing rotation failed instead of losing: {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        assert_eq!(replayed, RACERS - 1, "round {round}");
+        // Only the winner's successor was stored.
+        for i in 0..RACERS {
+            let stored = store
+                .get_refresh_token(&hash(&format!("cr-new{round}-{i}")))
+                .await
+                .unwrap();
+            assert_eq!(stored.is_some(), winners == [i], "round {round}, racer {i}");
+        }
+        assert_eq!(
+            store.get_refresh_token(&old.token_hash).await.unwrap().unwrap().used_at,
+            Some(now + 1)
+        );
+    }
+}
+
+/// Every check, in order, against one empty store. A new backend calls this.
+async fn conformance(store: Arc<dyn Store>) {
+    clients_round_trip(&*store).await;
+    keys_transition_atomically(&*store).await;
+    revocation_log_is_ordered_and_expires(&*store).await;
+    jti_replay_is_detected(&*store).await;
+    meta_is_write_once(&*store).await;
+    client_flow_fields_round_trip(&*store).await;
+    users_round_trip(&*store).await;
+    delete_user_cascades(&*store).await;
+    sessions_begin_atomically(&*store).await;
+    sessions_list_and_end(&*store).await;
+    end_user_sessions_keeps_one(&*store).await;
+    codes_are_single_use(&*store).await;
+    refresh_tokens_rotate_once(&*store).await;
+    concurrent_code_redemption_has_one_winner(Arc::clone(&store)).await;
+    concurrent_refresh_rotation_has_one_winner(Arc::clone(&store)).await;
+    purge_grants_drops_only_expired(&*store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_conformance() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("c.db")).await.unwrap();
-    clients_round_trip(&store).await;
-    keys_transition_atomically(&store).await;
-    revocation_log_is_ordered_and_expires(&store).await;
-    jti_replay_is_detected(&store).await;
-    meta_is_write_once(&store).await;
+    conformance(Arc::new(store)).await;
 }
 
 #[tokio::test]
 async fn sqlite_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");
+    let now = 1_000;
+    let mut web = client("web");
+    web.public = true;
+    web.redirect_uris = vec!["https://app.example/cb".to_owned()];
+    web.post_logout_redirect_uris = vec!["https://app.example/bye".to_owned()];
+    let alice = federated("u-alice", "alice", "https://idp.example", "a-1");
+    let live = session("s-live", "u-alice", now, now + 3_600);
+    let ended = session("s-ended", "u-alice", now + 1, now + 3_600);
+    let spent = code(&live, "c-spent", now + 60);
+    let pending = code(&ended, "c-pending", now + 60);
+    let first = refresh(&live, "r-1", now, now + 600);
+    let second = refresh(&live, "r-2", now + 5, now + 605);
     {
         let store = SqliteStore::open(&path).await.unwrap();
         store.insert_client(&client("a")).await.unwrap();
+        store.insert_client(&web).await.unwrap();
+        store.insert_user(&alice).await.unwrap();
+        assert!(store.set_user_suspended("u-alice", true).await.unwrap());
+        store.begin_session(&live, &spent).await.unwrap();
+        store.begin_session(&ended, &pending).await.unwrap();
+        assert!(matches!(
+            store.redeem_code(&spent.code_hash, now).await.unwrap(),
+            Redeemed::Fresh(_)
+        ));
+        store.insert_refresh_token(&first, now).await.unwrap();
+        assert!(matches!(
+            store
+                .rotate_refresh_token(&first.token_hash, &second, now + 5)
+                .await
+                .unwrap(),
+            Redeemed::Fresh(_)
+        ));
+        assert!(store.end_session("s-ended", now + 6).await.unwrap());
     }
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(store.get_client("a").await.unwrap(), Some(client("a")));
+    assert_eq!(store.get_client("web").await.unwrap(), Some(web));
+    assert_eq!(
+        store.get_user_by_federated("https://idp.example", "a-1").await.unwrap(),
+        Some(UserRecord {
+            suspended: true,
+            ..alice
+        })
+    );
+    assert_eq!(
+        store.get_session("s-live").await.unwrap(),
+        Some(SessionRecord {
+            last_used_at: now + 5,
+            ..live
+        })
+    );
+    assert_eq!(
+        store.get_session("s-ended").await.unwrap().unwrap().ended_at,
+        Some(now + 6)
+    );
+    // Spent stays spent across a restart.
+    assert_eq!(
+        store.redeem_code(&spent.code_hash, now + 7).await.unwrap(),
+        Redeemed::Replayed(spent)
+    );
+    assert_eq!(
+        store.redeem_code(&pending.code_hash, now + 7).await.unwrap(),
+        Redeemed::Fresh(pending)
+    );
+    assert_eq!(
+        store
+            .get_refresh_token(&first.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        Some(now + 5)
+    );
+    assert_eq!(store.get_refresh_token(&second.token_hash).await.unwrap(), Some(second));
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let mut u = user("u-secret", "secret-person");
+    u.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$U0FMVFNBTFQ$UEFTU1dPUkRIQVNI".to_owned());
+    let s = session("s-secret", "u-secret", 1, 2);
+    let mut c = code(&s, "unused", 2);
+    c.code_hash = vec![0xC0; 32];
+    let mut r = refresh(&s, "unused", 1, 2);
+    r.token_hash = vec![0xE7; 32];
+    r.used_at = Some(1);
+    let mut cl = client("c-secret");
+    cl.secret_hash = Some(vec![0xD5; 32]);
+
+    for shown in [format!("{u:?}"), format!("{u:#?}")] {
+        assert!(shown.contains("secret-person"), "{shown}");
+        assert!(!shown.contains("argon2id"), "{shown}");
+        assert!(!shown.contains("UEFTU1dPUkRIQVNI"), "{shown}");
+        assert!(!shown.contains("password_hash"), "{shown}");
+    }
+    for shown in [format!("{c:?}"), format!("{c:#?}")] {
+        assert!(shown.contains("s-secret"), "{shown}");
+        assert!(!shown.contains("192"), "{shown}"); // 0xC0
+        assert!(!shown.contains("code_hash"), "{shown}");
+    }
+    for shown in [format!("{r:?}"), format!("{r:#?}")] {
+        assert!(shown.contains("s-secret"), "{shown}");
+        assert!(!shown.contains("231"), "{shown}"); // 0xE7
+        assert!(!shown.contains("token_hash"), "{shown}");
+    }
+    for shown in [format!("{cl:?}"), format!("{cl:#?}")] {
+        assert!(!shown.contains("213"), "{shown}"); // 0xD5
+        assert!(!shown.contains("secret_hash"), "{shown}");
+    }
+    // Wrapped in what the store returns, still nothing.
+    let redeemed = format!("{:?}", Redeemed::Fresh(c));
+    assert!(!redeemed.contains("192"), "{redeemed}");
+    let replayed = format!("{:?}", Redeemed::Replayed(r));
+    assert!(!replayed.contains("231"), "{replayed}");
+    let found = format!("{:?}", Some(u));
+    assert!(!found.contains("argon2id"), "{found}");
 }
