@@ -3,9 +3,9 @@
 
 use crate::config::Config;
 use crate::events::{EventHub, StreamEvent, VerifierRegistry};
+use crate::federation::Federation;
 use crate::http::error::ApiError;
 use crate::keys::{KeyError, KeyManager, KeySchedule};
-use crate::federation::Federation;
 use crate::passwords::Passwords;
 use crate::secrets::{new_client_secret, random_id, write_private_file, MasterKey, SecretError};
 use crate::throttle::Throttle;

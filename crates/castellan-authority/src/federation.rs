@@ -170,7 +170,11 @@ impl Federation {
         let jwks = self.get_json(&metadata.jwks_uri).await?;
         let mut keys = Vec::new();
         for key in jwks.get("keys").and_then(Value::as_array).into_iter().flatten() {
-            let Some(map) = key.as_object().cloned().and_then(|m| with_alg(m, &metadata.id_token_algs)) else {
+            let Some(map) = key
+                .as_object()
+                .cloned()
+                .and_then(|m| with_alg(m, &metadata.id_token_algs))
+            else {
                 continue;
             };
             match VerifyingKey::from_jwk_object(&map) {
@@ -179,7 +183,9 @@ impl Federation {
             }
         }
         if keys.is_empty() {
-            return Err(FederationError::Discovery("no usable signing key in the key set".to_owned()));
+            return Err(FederationError::Discovery(
+                "no usable signing key in the key set".to_owned(),
+            ));
         }
         let cached = std::sync::Arc::new(Cached {
             metadata,
@@ -282,7 +288,10 @@ impl Federation {
             }
         }
         if !cached.metadata.id_token_algs.iter().any(|a| a == verified.alg.as_str()) {
-            return Err(bad(format!("alg `{}` is not one the provider advertises", verified.alg.as_str())));
+            return Err(bad(format!(
+                "alg `{}` is not one the provider advertises",
+                verified.alg.as_str()
+            )));
         }
         let c = &verified.claims;
         let text = |name: &str| c.get(name).and_then(Value::as_str);
@@ -338,14 +347,23 @@ mod tests {
     #[test]
     fn algorithms_are_inferred_only_where_unambiguous() {
         let rs = vec!["RS256".to_owned()];
-        let ec = json!({"kty":"EC","crv":"P-256","kid":"a"}).as_object().cloned().unwrap();
+        let ec = json!({"kty":"EC","crv":"P-256","kid":"a"})
+            .as_object()
+            .cloned()
+            .unwrap();
         assert_eq!(with_alg(ec, &[]).unwrap()["alg"], "ES256");
         let rsa = json!({"kty":"RSA","kid":"b"}).as_object().cloned().unwrap();
         assert!(with_alg(rsa.clone(), &["PS256".to_owned()]).is_none());
         assert_eq!(with_alg(rsa, &rs).unwrap()["alg"], "RS256");
-        let enc = json!({"kty":"EC","crv":"P-256","kid":"c","use":"enc"}).as_object().cloned().unwrap();
+        let enc = json!({"kty":"EC","crv":"P-256","kid":"c","use":"enc"})
+            .as_object()
+            .cloned()
+            .unwrap();
         assert!(with_alg(enc, &rs).is_none());
-        let p384 = json!({"kty":"EC","crv":"P-384","kid":"d"}).as_object().cloned().unwrap();
+        let p384 = json!({"kty":"EC","crv":"P-384","kid":"d"})
+            .as_object()
+            .cloned()
+            .unwrap();
         assert!(with_alg(p384, &rs).is_none());
     }
 }

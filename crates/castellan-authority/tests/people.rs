@@ -429,6 +429,36 @@ async fn the_login_form_is_protected_against_cross_site_posts() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
+    let resp = b
+        .http
+        .post(&form.action)
+        .header("cookie", format!("castellan_login={}", b.cookies[0].1))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[
+            ("request", form.request.as_str()),
+            ("username", "carol"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // what Chromium sends for our own form under a strict referrer policy is accepted
+    let page = b
+        .http
+        .post(&form.action)
+        .header("cookie", format!("castellan_login={}", b.cookies[0].1))
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .form(&[
+            ("request", form.request.as_str()),
+            ("username", "carol"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
     // the genuine post still works
     let page = b.submit_login(&form, "carol", PASSWORD).await;
     assert_eq!(page.status, 303, "{}", page.body);

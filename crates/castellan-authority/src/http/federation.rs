@@ -67,9 +67,8 @@ pub async fn start(State(auth): State<Arc<Authority>>, req: Request) -> Response
         return error_page(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
     };
     let verifier = URL_SAFE_NO_PAD.encode(verifier);
-    let challenge = URL_SAFE_NO_PAD.encode(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
-    );
+    let challenge =
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref());
     let state = UpstreamState {
         pending,
         nonce: nonce.clone(),
@@ -145,7 +144,10 @@ pub async fn callback(State(auth): State<Arc<Authority>>, req: Request) -> Respo
     // RFC 9207: a response naming another issuer is a mix-up attack.
     if let Some(iss) = query.get("iss") {
         if iss.trim_end_matches('/') != fed.config().issuer.trim_end_matches('/') {
-            return error_page(StatusCode::BAD_REQUEST, "The sign-in response came from an unexpected provider.");
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "The sign-in response came from an unexpected provider.",
+            );
         }
     }
     let Some(code) = query.get("code") else {
@@ -235,11 +237,11 @@ async fn linked_user(auth: &Authority, id: &UpstreamIdentity) -> Result<Option<U
             Err(StoreError::Conflict { .. }) => {
                 // Same upstream identity created concurrently, or the name is taken.
                 if let Some(u) = auth
-        .store()
-        .get_user_by_federated(&id.issuer, &id.subject)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+                    .store()
+                    .get_user_by_federated(&id.issuer, &id.subject)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
                     return Ok(Some(u));
                 }
             }
