@@ -122,6 +122,12 @@ impl Federation {
         })
     }
 
+    /// The provider's issuer as configured, without a trailing slash: the
+    /// issuer half of every link.
+    pub fn issuer(&self) -> &str {
+        self.config.issuer.trim_end_matches('/')
+    }
+
     /// The configuration.
     pub fn config(&self) -> &FederationConfig {
         &self.config
@@ -327,7 +333,7 @@ impl Federation {
             .filter(|s| !s.is_empty() && s.len() <= 255)
             .ok_or_else(|| bad("`sub` missing".to_owned()))?;
         Ok(UpstreamIdentity {
-            issuer: cached.metadata.issuer.clone(),
+            issuer: self.issuer().to_owned(),
             subject: subject.to_owned(),
             preferred_username: text("preferred_username").or_else(|| text("email")).map(str::to_owned),
         })

@@ -35,8 +35,14 @@ pub struct SessionsEnded {
 }
 
 impl Authority {
-    /// Creates a person; `password` may be absent for federated-only people.
-    pub async fn create_user(&self, username: &str, password: Option<&str>) -> Result<UserRecord, ApiError> {
+    /// Creates a person; `password` may be absent for federated-only people,
+    /// `federated` links them to (upstream issuer, upstream subject).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: Option<&str>,
+        federated: Option<(String, String)>,
+    ) -> Result<UserRecord, ApiError> {
         let username = normalize_username(username)
             .ok_or_else(|| ApiError::invalid_request("username must be 1 to 64 of a-z 0-9 . _ - @ +"))?;
         let password_hash = match password {
@@ -54,12 +60,15 @@ impl Authority {
             password_hash,
             suspended: false,
             created_at: self.now(),
-            federated_issuer: None,
-            federated_subject: None,
+            federated_issuer: federated.as_ref().map(|f| f.0.clone()),
+            federated_subject: federated.map(|f| f.1),
         };
         match self.store().insert_user(&user).await {
             Ok(()) => Ok(user),
-            Err(StoreError::Conflict { .. }) => Err(ApiError::conflict(format!("user `{}` exists", user.username))),
+            Err(StoreError::Conflict { .. }) => Err(ApiError::conflict(format!(
+                "user `{}` exists, or that upstream identity is linked already",
+                user.username
+            ))),
             Err(e) => Err(store_err(e)),
         }
     }

@@ -62,6 +62,9 @@ pub enum UserCommand {
         /// Read the password from stdin (all of it, minus one trailing newline).
         #[arg(long)]
         password_stdin: bool,
+        /// Link the person to this subject at the configured federation provider.
+        #[arg(long, value_name = "SUB")]
+        federated_subject: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },

@@ -15,9 +15,13 @@ pub async fn run(cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Create {
             username,
             password_stdin,
+            federated_subject,
             conn,
         } => {
             let mut body = json!({ "username": username });
+            if let (Some(sub), Some(obj)) = (federated_subject, body.as_object_mut()) {
+                obj.insert("federated_subject".to_owned(), json!(sub));
+            }
             if password_stdin {
                 if let Some(obj) = body.as_object_mut() {
                     obj.insert("password".to_owned(), json!(password_from_stdin()?));

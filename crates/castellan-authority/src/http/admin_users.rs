@@ -103,6 +103,9 @@ pub struct CreateUser {
     /// Initial password; absent for people who only sign in through federation.
     #[serde(default)]
     pub password: Option<String>,
+    /// Links the person to this subject at the configured federation provider.
+    #[serde(default)]
+    pub federated_subject: Option<String>,
 }
 
 /// `POST /admin/v1/users/{name}/password` body.
@@ -142,7 +145,21 @@ async fn create_user(State(auth): State<Arc<Authority>>, req: Request) -> Result
     let body: CreateUser = json_body(&auth, req, false)
         .await?
         .ok_or_else(|| ApiError::invalid_request("body required"))?;
-    let user = auth.create_user(&body.username, body.password.as_deref()).await?;
+    let link = match &body.federated_subject {
+        None => None,
+        Some(sub) => {
+            let fed = auth
+                .federation()
+                .ok_or_else(|| ApiError::invalid_request("no federation provider is configured"))?;
+            if sub.is_empty() || sub.len() > 255 || sub.chars().any(char::is_control) {
+                return Err(ApiError::invalid_request(
+                    "federated_subject must be 1 to 255 printable characters",
+                ));
+            }
+            Some((fed.issuer().to_owned(), sub.clone()))
+        }
+    };
+    let user = auth.create_user(&body.username, body.password.as_deref(), link).await?;
     tracing::info!(user_id = %user.user_id, username = %user.username, by = %caller.client_id, "user created");
     Ok((StatusCode::CREATED, Json(UserView::of(&user, None))).into_response())
 }
