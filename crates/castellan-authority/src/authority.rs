@@ -234,6 +234,8 @@ impl Authority {
             redirect_uris: vec![],
             post_logout_redirect_uris: vec![],
             public: false,
+            serves: None,
+            exchange_audiences: vec![],
         };
         match self.store.insert_client(&record).await {
             Ok(()) | Err(StoreError::Conflict { .. }) => {}

@@ -180,6 +180,9 @@ pub struct TokenConfig {
     pub max_access_token_ttl: HumanDuration,
     /// Clock skew tolerated when checking tokens and client assertions.
     pub leeway: HumanDuration,
+    /// Longest delegation chain (`act` links) token exchange builds; also
+    /// the most any verifier accepts.
+    pub max_delegation_depth: usize,
 }
 
 /// Signing keys and rotation.
@@ -232,6 +235,7 @@ impl Default for TokenConfig {
             access_token_ttl: HumanDuration::from_secs(300),
             max_access_token_ttl: HumanDuration::from_secs(3_600),
             leeway: HumanDuration::from_secs(30),
+            max_delegation_depth: 4,
         }
     }
 }
@@ -372,6 +376,9 @@ impl Config {
         }
         if t.max_access_token_ttl.secs() > 86_400 {
             return invalid("tokens.max_access_token_ttl must be at most 1d".into());
+        }
+        if !(1..=16).contains(&t.max_delegation_depth) {
+            return invalid("tokens.max_delegation_depth must be between 1 and 16".into());
         }
         if t.leeway.secs() > 120 {
             return invalid(format!("tokens.leeway ({}) must be at most 120s", t.leeway));

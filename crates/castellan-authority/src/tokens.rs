@@ -51,6 +51,8 @@ pub struct Grant<'a> {
     pub aud: &'a str,
     /// The session or grant id.
     pub sid: &'a str,
+    /// The delegation chain, after token exchange.
+    pub act: Option<&'a castellan_core::Actor>,
 }
 
 /// Claims of an OpenID Connect ID token.
@@ -110,6 +112,7 @@ impl Authority {
                 sub,
                 aud,
                 sid: &sid,
+                act: None,
             },
             scope,
             ttl,
@@ -135,6 +138,7 @@ impl Authority {
             client_id: grant.client_id.to_owned(),
             sid: grant.sid.to_owned(),
             scope,
+            act: grant.act.cloned(),
         };
         let keys = self.keys().current();
         let token = keys

@@ -49,7 +49,15 @@ async fn discovery_advertises_every_endpoint() {
         let status = ta.http.request(method, url).send().await.unwrap().status();
         assert_ne!(status, 404, "{field} is served");
     }
-    assert_eq!(a["grant_types_supported"], json!(["client_credentials"]));
+    let grants = a["grant_types_supported"].as_array().unwrap();
+    for g in [
+        "client_credentials",
+        "authorization_code",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    ] {
+        assert!(grants.contains(&json!(g)), "{g}");
+    }
     let methods = a["token_endpoint_auth_methods_supported"].as_array().unwrap();
     for m in ["client_secret_basic", "client_secret_post", "private_key_jwt"] {
         assert!(methods.contains(&json!(m)), "{m}");

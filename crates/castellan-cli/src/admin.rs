@@ -203,6 +203,13 @@ fn print_client(c: &Value) {
     if !logout.is_empty() {
         out!("logout to:   {logout}");
     }
+    if let Some(serves) = c.get("serves").and_then(Value::as_str) {
+        out!("serves:      {serves}");
+    }
+    let exchange = list("exchange_audiences");
+    if !exchange.is_empty() {
+        out!("exchanges to: {exchange}");
+    }
     out!(
         "token ttl:   {}",
         c.get("access_token_ttl").and_then(Value::as_str).unwrap_or("default")
@@ -270,6 +277,8 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
             public,
             redirect_uris,
             post_logout_redirect_uris,
+            serves,
+            exchange_audiences,
             conn,
         } => {
             if let Some(ttl) = &access_token_ttl {
@@ -282,7 +291,11 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
                 "public": public,
                 "redirect_uris": redirect_uris,
                 "post_logout_redirect_uris": post_logout_redirect_uris,
+                "exchange_audiences": exchange_audiences,
             });
+            if let (Some(aud), Some(obj)) = (serves, body.as_object_mut()) {
+                obj.insert("serves".to_owned(), json!(aud));
+            }
             if let (Some(ttl), Some(obj)) = (access_token_ttl, body.as_object_mut()) {
                 obj.insert("access_token_ttl".to_owned(), json!(ttl));
             }

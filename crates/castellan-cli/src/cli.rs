@@ -227,6 +227,12 @@ pub enum ClientCommand {
         /// Where RP-initiated logout may send the browser back to.
         #[arg(long = "post-logout-redirect-uri", num_args = 1..)]
         post_logout_redirect_uris: Vec<String>,
+        /// The audience this client itself serves (it may exchange tokens sent to it).
+        #[arg(long, value_name = "AUD")]
+        serves: Option<String>,
+        /// Audience(s) it may exchange tokens toward (RFC 8693); needs --serves.
+        #[arg(long = "exchange-audience", num_args = 1.., value_name = "AUD")]
+        exchange_audiences: Vec<String>,
         #[command(flatten)]
         conn: Conn,
     },

@@ -36,6 +36,13 @@ pub struct GateArgs {
     /// Staleness window for the revocation state (at most the authority's).
     #[arg(long)]
     pub staleness_window: Option<String>,
+    /// Longest delegation chain (`act` links from token exchange) admitted; 0 admits no
+    /// exchanged token. At most the authority's `tokens.max_delegation_depth`.
+    #[arg(long, value_name = "N")]
+    pub max_delegation_depth: Option<usize>,
+    /// Admit only exchanged tokens: callers must act on someone's behalf.
+    #[arg(long)]
+    pub require_delegation: bool,
     /// Keep admitting valid tokens when the revocation state is stale (default: fail closed).
     #[arg(long)]
     pub fail_open: bool,
@@ -64,6 +71,8 @@ pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
         leeway: duration("--leeway", &args.leeway)?,
         staleness_window: duration("--staleness-window", &args.staleness_window)?,
         fail_open: args.fail_open,
+        max_delegation_depth: args.max_delegation_depth,
+        require_delegation: args.require_delegation,
         health_listen: args.health_listen,
         authority_ca_pem: match &args.authority_ca {
             Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read CA file `{}`", p.display()))?),

@@ -27,4 +27,42 @@ pub struct AccessTokenClaims {
     /// Space-separated granted scopes, when any were granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Who acts for the subject, after token exchange (RFC 8693 §4.1): the
+    /// current actor, with the previous one nested inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// One link of a delegation chain (RFC 8693 `act`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The acting party: a client id or a SPIFFE ID.
+    pub sub: String,
+    /// The actor before this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// Links in the chain, this one included.
+    pub fn depth(&self) -> usize {
+        let mut n = 1;
+        let mut at = self;
+        while let Some(next) = at.act.as_deref() {
+            n += 1;
+            at = next;
+        }
+        n
+    }
+
+    /// The actors from the current one back to the first.
+    pub fn chain(&self) -> Vec<&str> {
+        let mut out = vec![self.sub.as_str()];
+        let mut at = self;
+        while let Some(next) = at.act.as_deref() {
+            out.push(next.sub.as_str());
+            at = next;
+        }
+        out
+    }
 }

@@ -40,6 +40,10 @@ pub struct GateConfig {
     pub leeway: Option<Duration>,
     /// Local staleness window (may only tighten the authority's).
     pub staleness_window: Option<Duration>,
+    /// Longest delegation chain admitted (may only tighten the authority's).
+    pub max_delegation_depth: Option<usize>,
+    /// Admit only exchanged tokens (with `act`).
+    pub require_delegation: bool,
     /// Keep admitting tokens past the staleness window.
     pub fail_open: bool,
     /// A separate listener for health, readiness and metrics. In forward-auth
@@ -212,6 +216,12 @@ async fn connect_verifier(gate: Arc<Gate>, config: GateConfig, fatal: tokio::syn
         }
         if let Some(w) = config.staleness_window {
             b = b.staleness_window(w);
+        }
+        if let Some(n) = config.max_delegation_depth {
+            b = b.max_delegation_depth(n);
+        }
+        if config.require_delegation {
+            b = b.require_delegation();
         }
         if let Some(pem) = &config.authority_ca_pem {
             b = b.root_certificate_pem(pem.clone());

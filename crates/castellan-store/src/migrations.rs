@@ -96,4 +96,8 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_by_sid ON refresh_tokens (sid);
 "#,
+    r#"
+ALTER TABLE clients ADD COLUMN serves TEXT;
+ALTER TABLE clients ADD COLUMN exchange_audiences TEXT NOT NULL DEFAULT '[]';
+"#,
 ];

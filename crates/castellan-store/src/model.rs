@@ -33,6 +33,11 @@ pub struct ClientRecord {
     pub post_logout_redirect_uris: Vec<String>,
     /// A public client (no secret; PKCE is its only proof).
     pub public: bool,
+    /// The audience this client itself serves, when it is a service: only
+    /// tokens addressed to it may it exchange (RFC 8693).
+    pub serves: Option<String>,
+    /// Audiences it may exchange tokens toward.
+    pub exchange_audiences: Vec<String>,
 }
 
 impl fmt::Debug for ClientRecord {

@@ -91,6 +91,7 @@ fn client_from_row(row: &SqliteRow) -> StoreResult<ClientRecord> {
     let scopes: String = row.try_get("scopes")?;
     let redirect_uris: String = row.try_get("redirect_uris")?;
     let post_logout: String = row.try_get("post_logout_redirect_uris")?;
+    let exchange: String = row.try_get("exchange_audiences")?;
     Ok(ClientRecord {
         client_id: row.try_get("client_id")?,
         name: row.try_get("name")?,
@@ -104,6 +105,8 @@ fn client_from_row(row: &SqliteRow) -> StoreResult<ClientRecord> {
         redirect_uris: serde_json::from_str(&redirect_uris).map_err(|e| corrupt("client", e))?,
         post_logout_redirect_uris: serde_json::from_str(&post_logout).map_err(|e| corrupt("client", e))?,
         public: row.try_get::<i64, _>("public")? != 0,
+        serves: row.try_get("serves")?,
+        exchange_audiences: serde_json::from_str(&exchange).map_err(|e| corrupt("client", e))?,
     })
 }
 
@@ -225,8 +228,8 @@ impl Store for SqliteStore {
     async fn insert_client(&self, c: &ClientRecord) -> StoreResult<()> {
         let res = sqlx::query(
             "INSERT INTO clients (client_id, name, secret_hash, audiences, scopes, access_token_ttl, jwks, admin, created_at, \
-             redirect_uris, post_logout_redirect_uris, public) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO NOTHING",
+             redirect_uris, post_logout_redirect_uris, public, serves, exchange_audiences) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO NOTHING",
         )
         .bind(&c.client_id)
         .bind(&c.name)
@@ -240,6 +243,8 @@ impl Store for SqliteStore {
         .bind(to_json(&c.redirect_uris)?)
         .bind(to_json(&c.post_logout_redirect_uris)?)
         .bind(i64::from(c.public))
+        .bind(&c.serves)
+        .bind(to_json(&c.exchange_audiences)?)
         .execute(&self.pool)
         .await?;
         if res.rows_affected() == 0 {

@@ -22,6 +22,8 @@ fn client(id: &str) -> ClientRecord {
         redirect_uris: vec![],
         post_logout_redirect_uris: vec![],
         public: false,
+        serves: None,
+        exchange_audiences: vec![],
     }
 }
 

@@ -66,6 +66,7 @@ fn claims(n: usize) -> AccessTokenClaims {
         client_id: "cl_7Hq2mZs0VYtq3kR9".to_owned(),
         sid: id("sid"),
         scope: Some("orders:read orders:write".to_owned()),
+        act: None,
     }
 }
 
@@ -98,6 +99,8 @@ fn profile() -> EffectiveProfile {
         leeway: 30,
         max_lifetime: 3600,
         staleness_window: Duration::from_secs(300),
+        max_delegation_depth: 4,
+        require_delegation: false,
     }
 }
 

@@ -29,7 +29,14 @@ pub struct ValidationProfile {
     /// How often an idle stream carries a keep-alive.
     #[serde(default)]
     pub heartbeat_interval_seconds: Option<u64>,
+    /// Longest delegation chain (`act` links) accepted; absent means the
+    /// built-in ceiling.
+    #[serde(default)]
+    pub max_delegation_depth: Option<usize>,
 }
+
+/// Hard ceiling on delegation depth, whatever any profile says.
+pub const MAX_DELEGATION_DEPTH: usize = 16;
 
 /// A profile that cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +70,11 @@ pub struct LocalPolicy {
     pub max_token_lifetime: Option<Duration>,
     /// Staleness window.
     pub staleness_window: Option<Duration>,
+    /// Longest delegation chain accepted; `Some(0)` accepts no exchanged token.
+    pub max_delegation_depth: Option<usize>,
+    /// Accept only exchanged tokens (with `act`): for services that must
+    /// only ever be called on someone's behalf.
+    pub require_delegation: bool,
 }
 
 /// What a verifier applies.
@@ -80,6 +92,10 @@ pub struct EffectiveProfile {
     pub max_lifetime: i64,
     /// Staleness window.
     pub staleness_window: Duration,
+    /// Longest delegation chain accepted (0: none).
+    pub max_delegation_depth: usize,
+    /// Refuse tokens without `act`.
+    pub require_delegation: bool,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -115,7 +131,24 @@ impl EffectiveProfile {
             local.staleness_window,
             Duration::from_secs(p.staleness_window_seconds),
         )?;
+        let served_depth = p
+            .max_delegation_depth
+            .unwrap_or(MAX_DELEGATION_DEPTH)
+            .min(MAX_DELEGATION_DEPTH);
+        let max_delegation_depth = match local.max_delegation_depth {
+            None => served_depth,
+            Some(d) if d <= served_depth => d,
+            Some(d) => {
+                return Err(ProfileError::Looser {
+                    what: "max delegation depth",
+                    local: d.to_string(),
+                    limit: served_depth.to_string(),
+                })
+            }
+        };
         Ok(Self {
+            max_delegation_depth,
+            require_delegation: local.require_delegation,
             algorithms,
             token_type: p.token_type.clone(),
             extra_required_claims: p
@@ -156,6 +189,7 @@ mod tests {
             max_token_lifetime_seconds: 3600,
             staleness_window_seconds: 300,
             heartbeat_interval_seconds: Some(5),
+            max_delegation_depth: Some(4),
         }
     }
 

@@ -65,6 +65,12 @@ pub enum Rejection {
     /// `exp - iat` longer than the profile allows.
     #[error("token lifetime exceeds the maximum")]
     LifetimeTooLong,
+    /// The delegation chain (`act`) is longer than allowed.
+    #[error("delegation chain too long")]
+    DelegationTooDeep,
+    /// This service accepts only exchanged tokens, and this one has no `act`.
+    #[error("token carries no delegation (`act`)")]
+    DelegationRequired,
     /// Revoked.
     #[error("token revoked")]
     Revoked(RevokedBy),
@@ -103,6 +109,8 @@ impl Rejection {
             Self::NotYetValid => "not_yet_valid",
             Self::IssuedInFuture => "issued_in_future",
             Self::LifetimeTooLong => "lifetime",
+            Self::DelegationTooDeep => "delegation_depth",
+            Self::DelegationRequired => "delegation_required",
             Self::Revoked(_) => "revoked",
             Self::Stale => "stale",
             Self::NotReady => "not_ready",

@@ -43,6 +43,30 @@ fn integer(claims: &Map<String, Value>, name: &str) -> Result<i64, Rejection> {
         .ok_or_else(|| Rejection::MissingClaim(name.to_owned()))
 }
 
+/// Links in an RFC 8693 `act` chain: each an object with a non-empty
+/// string `sub`, optionally nesting the previous actor. Deeper than the
+/// hard ceiling counts as too deep without walking further.
+fn delegation_depth(act: &Value) -> Result<usize, Rejection> {
+    let malformed = || Rejection::MissingClaim("act".to_owned());
+    let mut depth = 0;
+    let mut at = act;
+    loop {
+        let obj = at.as_object().ok_or_else(malformed)?;
+        match obj.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            _ => return Err(malformed()),
+        }
+        depth += 1;
+        if depth > crate::profile::MAX_DELEGATION_DEPTH {
+            return Ok(depth);
+        }
+        match obj.get("act") {
+            None => return Ok(depth),
+            Some(next) => at = next,
+        }
+    }
+}
+
 /// Validates an access token: structure and size, the signature with the key
 /// found by `kid` (its algorithm, never the header's), `typ`, issuer,
 /// audience, expiry, not-before, issued-at, lifetime, required claims and revocation.
@@ -124,6 +148,13 @@ pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken
     if exp.saturating_sub(iat) > p.max_lifetime {
         return Err(Rejection::LifetimeTooLong);
     }
+    let act = claims.remove("act");
+    match &act {
+        None if p.require_delegation => return Err(Rejection::DelegationRequired),
+        None => {}
+        Some(a) if delegation_depth(a)? > p.max_delegation_depth => return Err(Rejection::DelegationTooDeep),
+        Some(_) => {}
+    }
     if let Some(by) = cx.revocations.check(&sid, &sub, &client_id, iat) {
         return Err(Rejection::Revoked(by));
     }
@@ -138,6 +169,6 @@ pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken
         iat,
         exp,
         kid: verified.kid,
-        act: claims.remove("act"),
+        act,
     }))
 }

@@ -105,6 +105,17 @@ impl VerifierBuilder {
         self.policy.max_token_lifetime = Some(d);
         self
     }
+    /// Shorter delegation chains (`act` links) than the authority allows;
+    /// 0 accepts no exchanged token.
+    pub fn max_delegation_depth(mut self, n: usize) -> Self {
+        self.policy.max_delegation_depth = Some(n);
+        self
+    }
+    /// Accept only exchanged tokens (ones carrying `act`).
+    pub fn require_delegation(mut self) -> Self {
+        self.policy.require_delegation = true;
+        self
+    }
     /// Shorter staleness window.
     pub fn staleness_window(mut self, d: Duration) -> Self {
         self.policy.staleness_window = Some(d);

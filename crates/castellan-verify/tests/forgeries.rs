@@ -69,6 +69,7 @@ fn served(algs: &[&str]) -> ValidationProfile {
         max_token_lifetime_seconds: 3600,
         staleness_window_seconds: 300,
         heartbeat_interval_seconds: None,
+        max_delegation_depth: Some(4),
     }
 }
 
@@ -1332,6 +1333,107 @@ fn wrong_token_types() {
         malformed("`typ` is not a string"),
     );
     cat.finish("token types");
+}
+
+#[test]
+fn delegation_chains() {
+    let mut cat = Catalogue::default();
+    let chain = |n: usize| {
+        let mut act: Option<Value> = None;
+        for i in 0..n {
+            let mut link = json!({ "sub": format!("svc-{i}") });
+            if let (Some(prev), Some(obj)) = (act.take(), link.as_object_mut()) {
+                obj.insert("act".into(), prev);
+            }
+            act = Some(link);
+        }
+        act.unwrap_or(Value::Null)
+    };
+    for n in 1..=4 {
+        cat.case(
+            format!("act chain of {n}"),
+            &sign(&FX.es, &claims_with(set("act", chain(n)))),
+            Expect::Accept,
+        );
+    }
+    cat.case(
+        "act chain of 5 (profile allows 4)",
+        &sign(&FX.es, &claims_with(set("act", chain(5)))),
+        is(Rejection::DelegationTooDeep),
+    );
+    cat.case(
+        "act chain of 12",
+        &sign(&FX.es, &claims_with(set("act", chain(12)))),
+        is(Rejection::DelegationTooDeep),
+    );
+    for (name, bad) in [
+        ("act as a string", json!("svc-1")),
+        ("act without sub", json!({"client_id": "svc-1"})),
+        ("act with empty sub", json!({"sub": ""})),
+        ("act with numeric sub", json!({"sub": 7})),
+        ("nested act malformed", json!({"sub": "svc-1", "act": ["svc-0"]})),
+    ] {
+        cat.case(
+            name,
+            &sign(&FX.es, &claims_with(set("act", bad))),
+            is(Rejection::MissingClaim("act".into())),
+        );
+    }
+    let none = RevocationState::default();
+    let direct_only = profile(
+        &["ES256"],
+        &LocalPolicy {
+            max_delegation_depth: Some(0),
+            ..LocalPolicy::default()
+        },
+    );
+    cat.case_in(
+        "act chain of 1, local policy accepts no delegation",
+        &sign(&FX.es, &claims_with(set("act", chain(1)))),
+        &direct_only,
+        &none,
+        is(Rejection::DelegationTooDeep),
+    );
+    cat.case_in(
+        "no act, local policy accepts no delegation",
+        &sign(&FX.es, &claims()),
+        &direct_only,
+        &none,
+        Expect::Accept,
+    );
+    let delegated_only = profile(
+        &["ES256"],
+        &LocalPolicy {
+            require_delegation: true,
+            ..LocalPolicy::default()
+        },
+    );
+    cat.case_in(
+        "no act, local policy requires delegation",
+        &sign(&FX.es, &claims()),
+        &delegated_only,
+        &none,
+        is(Rejection::DelegationRequired),
+    );
+    cat.case_in(
+        "act chain of 2, local policy requires delegation",
+        &sign(&FX.es, &claims_with(set("act", chain(2)))),
+        &delegated_only,
+        &none,
+        Expect::Accept,
+    );
+    assert!(
+        EffectiveProfile::new(
+            &served(&["ES256"]),
+            &LocalPolicy {
+                max_delegation_depth: Some(5),
+                ..LocalPolicy::default()
+            }
+        )
+        .is_err(),
+        "a local policy cannot loosen the authority's depth"
+    );
+    cat.finish("delegation");
 }
 
 // ---------------------------------------------------------------------------

@@ -114,6 +114,12 @@ pub struct ClientView {
     /// Registered post-logout redirect URIs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post_logout_redirect_uris: Vec<String>,
+    /// The audience this client serves (token exchange source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serves: Option<String>,
+    /// Audiences it may exchange tokens toward.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exchange_audiences: Vec<String>,
 }
 
 impl ClientView {
@@ -141,6 +147,8 @@ impl ClientView {
             public: c.public,
             redirect_uris: c.redirect_uris.clone(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            serves: c.serves.clone(),
+            exchange_audiences: c.exchange_audiences.clone(),
         }
     }
 }
@@ -171,6 +179,12 @@ pub struct CreateClient {
     /// A public client (browser or mobile app): no secret, PKCE required.
     #[serde(default)]
     pub public: bool,
+    /// The audience this client itself serves, if it is a service.
+    #[serde(default)]
+    pub serves: Option<String>,
+    /// Audiences it may exchange tokens addressed to `serves` toward (RFC 8693).
+    #[serde(default)]
+    pub exchange_audiences: Vec<String>,
 }
 
 /// A redirect URI we accept at registration: absolute, no fragment, at most
@@ -198,13 +212,22 @@ fn check_create(auth: &Authority, req: &CreateClient) -> Result<(), ApiError> {
     if req.name.trim().is_empty() || req.name.chars().count() > 128 || req.name.chars().any(char::is_control) {
         return bad("name must be 1 to 128 printable characters".into());
     }
-    if req.audiences.is_empty() && !req.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+    if req.audiences.is_empty() && req.exchange_audiences.is_empty() && !req.scopes.iter().any(|s| s == ADMIN_SCOPE) {
         return bad("at least one audience is required".into());
     }
     if req.audiences.len() > 64 || req.scopes.len() > 64 {
         return bad("at most 64 audiences and 64 scopes".into());
     }
-    for a in &req.audiences {
+    if !req.exchange_audiences.is_empty() && req.serves.is_none() {
+        return bad("exchange_audiences needs `serves`: a service exchanges only tokens sent to it".into());
+    }
+    if req.public && (req.serves.is_some() || !req.exchange_audiences.is_empty()) {
+        return bad("a public client cannot serve an audience or exchange tokens".into());
+    }
+    if req.exchange_audiences.len() > 64 {
+        return bad("at most 64 exchange audiences".into());
+    }
+    for a in req.audiences.iter().chain(&req.serves).chain(&req.exchange_audiences) {
         if a.is_empty() || a.len() > 256 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return bad("audiences must be 1 to 256 characters without spaces".into());
         }
@@ -295,6 +318,8 @@ async fn create_client(State(auth): State<Arc<Authority>>, req: Request) -> Resu
         redirect_uris: dedup(&body.redirect_uris),
         post_logout_redirect_uris: dedup(&body.post_logout_redirect_uris),
         public: body.public,
+        serves: body.serves.clone(),
+        exchange_audiences: dedup(&body.exchange_audiences),
     };
     match auth.store().insert_client(&record).await {
         Ok(()) => {}

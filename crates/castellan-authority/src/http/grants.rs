@@ -105,6 +105,7 @@ fn respond(auth: &Authority, m: Minted<'_>) -> Result<Response, ApiError> {
             sub: &m.user.user_id,
             aud: &m.session.audience,
             sid: &m.session.sid,
+            act: None,
         },
         m.scope.clone(),
         ttl,

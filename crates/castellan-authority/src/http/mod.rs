@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
+pub mod exchange;
 pub mod federation;
 pub mod form;
 pub mod grants;

@@ -127,6 +127,11 @@ async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiErro
                 .map(no_store)
         }
         "refresh_token" => return super::grants::refresh_token(auth, &client, &form).await.map(no_store),
+        super::exchange::TOKEN_EXCHANGE => {
+            return super::exchange::token_exchange(auth, &client, &form)
+                .await
+                .map(no_store)
+        }
         other => {
             let shown: String = other.chars().take(64).collect();
             return Err(ApiError::unsupported_grant_type(format!(
@@ -174,6 +179,9 @@ pub async fn introspect(State(auth): State<Arc<Authority>>, req: Request) -> Res
                 });
                 if let (Some(scope), Some(obj)) = (c.scope, v.as_object_mut()) {
                     obj.insert("scope".to_owned(), json!(scope));
+                }
+                if let (Some(act), Some(obj)) = (c.act, v.as_object_mut()) {
+                    obj.insert("act".to_owned(), json!(act));
                 }
                 v
             }
