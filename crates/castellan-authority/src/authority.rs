@@ -1,6 +1,7 @@
 //! The authority: state shared by every endpoint, first start, and the
 //! key-rotation scheduler.
 
+use crate::ca::{CaManager, CaSchedule};
 use crate::config::Config;
 use crate::events::{EventHub, StreamEvent, VerifierRegistry};
 use crate::federation::Federation;
@@ -99,6 +100,7 @@ pub struct Authority {
     passwords: Passwords,
     throttle: Throttle,
     federation: Option<Federation>,
+    ca: CaManager,
 }
 
 /// What a rotation did.
@@ -167,6 +169,20 @@ impl Authority {
         // Names this store's revocation log: a verifier that sees another id knows the
         // sequence numbers restarted (store replaced or restored) and replays from zero.
         let revocation_log_id = store.init_meta("revocation_log_id", &random_id("")?).await?;
+        let trust_domain = castellan_ca::TrustDomain::new(&config.trust_domain())
+            .map_err(|e| StartError::Bootstrap(format!("trust domain: {e}; set --trust-domain")))?;
+        let ca = CaManager::open(
+            store.clone(),
+            master.clone(),
+            clock.clone(),
+            trust_domain,
+            CaSchedule {
+                rotation_interval: config.ca.rotation_interval.secs(),
+                max_svid_ttl: config.ca.max_svid_ttl.secs(),
+            },
+        )
+        .await
+        .map_err(|e| StartError::Bootstrap(format!("internal CA: {e}")))?;
         let authority = Arc::new(Self {
             issuer: config.issuer(),
             store,
@@ -177,6 +193,7 @@ impl Authority {
             events: EventHub::default(),
             verifiers: VerifierRegistry::default(),
             revocation_log_id,
+            ca,
             passwords: Passwords::new(&config.signin).map_err(|e| StartError::Bootstrap(e.to_string()))?,
             throttle: Throttle::new(&config.signin),
             federation: match &config.federation {
@@ -308,6 +325,11 @@ impl Authority {
         &self.passwords
     }
 
+    /// The internal CA.
+    pub fn ca(&self) -> &CaManager {
+        &self.ca
+    }
+
     /// The upstream identity provider, when configured.
     pub fn federation(&self) -> Option<&Federation> {
         self.federation.as_ref()
@@ -408,6 +430,9 @@ impl Authority {
             tracing::debug!(purged, "expired codes, sessions and refresh tokens purged");
         }
         self.throttle.prune(now);
+        if let Err(e) = self.ca.maintain().await {
+            tracing::error!(error = %e, "CA maintenance failed; will retry");
+        }
         let set = self.keys.current();
         metrics::gauge!("castellan_signing_keys").set(set.infos.len() as f64);
         Ok(())

@@ -47,6 +47,34 @@ pub struct Config {
     pub signin: SigninConfig,
     /// An upstream OpenID Connect provider people may sign in with.
     pub federation: Option<FederationConfig>,
+    /// The internal CA that issues workloads their SVIDs.
+    pub ca: CaConfig,
+}
+
+/// The internal CA.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    /// How long a CA signs before the next one (already in the trust
+    /// bundle) takes over.
+    pub rotation_interval: HumanDuration,
+    /// Default SVID lifetime.
+    pub svid_ttl: HumanDuration,
+    /// Longest SVID lifetime a workload may be registered with.
+    pub max_svid_ttl: HumanDuration,
+    /// Default join-token lifetime.
+    pub join_token_ttl: HumanDuration,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        Self {
+            rotation_interval: HumanDuration::from_secs(7 * 86_400),
+            svid_ttl: HumanDuration::from_secs(3_600),
+            max_svid_ttl: HumanDuration::from_secs(86_400),
+            join_token_ttl: HumanDuration::from_secs(3_600),
+        }
+    }
 }
 
 /// Sign-in sessions.
@@ -225,6 +253,7 @@ impl Default for Config {
             sessions: SessionConfig::default(),
             signin: SigninConfig::default(),
             federation: None,
+            ca: CaConfig::default(),
         }
     }
 }
@@ -330,6 +359,20 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
+    /// The SPIFFE trust domain: `trust_domain`, or the issuer's host.
+    pub fn trust_domain(&self) -> String {
+        match &self.trust_domain {
+            Some(td) => td.clone(),
+            None => url::Url::parse(&self.issuer())
+                .ok()
+                .and_then(|u| {
+                    u.host_str()
+                        .map(|h| h.trim_matches(|c| c == '[' || c == ']').to_ascii_lowercase())
+                })
+                .unwrap_or_else(|| "castellan.local".to_owned()),
+        }
+    }
+
     /// The issuer URL, without a trailing slash.
     pub fn issuer(&self) -> String {
         match &self.issuer {
@@ -424,6 +467,16 @@ impl Config {
         }
         if s.login_page_ttl.secs() < 60 || s.login_page_ttl.secs() > 86_400 {
             return invalid("sessions.login_page_ttl must be between 1m and 1d".into());
+        }
+        let ca = &self.ca;
+        if ca.rotation_interval.secs() < 3_600 || ca.rotation_interval.secs() > 365 * 86_400 {
+            return invalid("ca.rotation_interval must be between 1h and 365d".into());
+        }
+        if ca.svid_ttl.secs() < 60 || ca.svid_ttl > ca.max_svid_ttl || ca.max_svid_ttl.secs() > 30 * 86_400 {
+            return invalid("ca.svid_ttl must be at least 1m and at most ca.max_svid_ttl (at most 30d)".into());
+        }
+        if ca.join_token_ttl.secs() < 60 || ca.join_token_ttl.secs() > 7 * 86_400 {
+            return invalid("ca.join_token_ttl must be between 1m and 7d".into());
         }
         let g = &self.signin;
         if g.argon2_memory_kib < 8 * 1024 || g.argon2_iterations < 1 || g.argon2_parallelism < 1 {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authority;
+pub mod ca;
 pub mod config;
 pub mod events;
 pub mod federation;

@@ -12,8 +12,8 @@ mod model;
 mod sqlite;
 
 pub use model::{
-    AuthCodeRecord, ClientRecord, KeyRecord, KeyState, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind,
-    SessionRecord, UserRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, KeyState, Redeemed, RefreshTokenRecord,
+    RevocationEvent, RevocationKind, SessionRecord, UserRecord, WorkloadRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -135,4 +135,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Redeemed<RefreshTokenRecord>>;
     /// Drops expired codes, refresh tokens and sessions; returns how many rows.
     async fn purge_grants(&self, now: UnixTime) -> StoreResult<u64>;
+
+    /// Every CA key pair.
+    async fn list_cas(&self) -> StoreResult<Vec<CaRecord>>;
+    /// Inserts or updates CA records and deletes others, atomically.
+    async fn write_cas(&self, upserts: &[CaRecord], deletes: &[String]) -> StoreResult<()>;
+    /// Registers a workload; `Conflict` if the SPIFFE ID is registered.
+    async fn insert_workload(&self, w: &WorkloadRecord) -> StoreResult<()>;
+    /// One workload.
+    async fn get_workload(&self, spiffe_id: &str) -> StoreResult<Option<WorkloadRecord>>;
+    /// Every workload, by SPIFFE ID.
+    async fn list_workloads(&self) -> StoreResult<Vec<WorkloadRecord>>;
+    /// Removes a workload and its join tokens.
+    async fn delete_workload(&self, spiffe_id: &str) -> StoreResult<bool>;
+    /// Stores a join token.
+    async fn insert_join_token(&self, t: &JoinTokenRecord) -> StoreResult<()>;
+    /// Spends a join token: `Fresh` once, `Replayed` after, `Unknown` if
+    /// absent, expired, or its workload is gone.
+    async fn redeem_join_token(&self, token_hash: &[u8], now: UnixTime) -> StoreResult<Redeemed<JoinTokenRecord>>;
 }

@@ -100,4 +100,27 @@ CREATE INDEX refresh_tokens_by_sid ON refresh_tokens (sid);
 ALTER TABLE clients ADD COLUMN serves TEXT;
 ALTER TABLE clients ADD COLUMN exchange_audiences TEXT NOT NULL DEFAULT '[]';
 "#,
+    r#"
+CREATE TABLE ca_keys (
+    ca_id        TEXT PRIMARY KEY,
+    state        TEXT NOT NULL,
+    private_enc  BLOB NOT NULL,
+    cert_der     BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,
+    activated_at INTEGER,
+    retired_at   INTEGER,
+    remove_at    INTEGER
+);
+CREATE TABLE workloads (
+    spiffe_id  TEXT PRIMARY KEY,
+    svid_ttl   INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE join_tokens (
+    token_hash BLOB PRIMARY KEY,
+    spiffe_id  TEXT NOT NULL REFERENCES workloads (spiffe_id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+);
+"#,
 ];

@@ -315,3 +315,71 @@ pub enum Redeemed<T> {
     /// No such value (or expired and purged).
     Unknown,
 }
+
+/// An internal CA key pair and certificate. `private_enc` is sealed by the
+/// authority's master key. The lifecycle is the signing keys': `next`
+/// (in the trust bundle, not signing) -> `active` -> `retired` (in the
+/// bundle until its last SVID expires) -> gone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaRecord {
+    /// Stable id (hash of the public key).
+    pub ca_id: String,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Encrypted PKCS#8.
+    pub private_enc: Vec<u8>,
+    /// The CA certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// Created (and published).
+    pub created_at: UnixTime,
+    /// Started signing.
+    pub activated_at: Option<UnixTime>,
+    /// Stopped signing.
+    pub retired_at: Option<UnixTime>,
+    /// When it may be deleted.
+    pub remove_at: Option<UnixTime>,
+}
+
+impl fmt::Debug for CaRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaRecord")
+            .field("ca_id", &self.ca_id)
+            .field("state", &self.state)
+            .field("created_at", &self.created_at)
+            .field("activated_at", &self.activated_at)
+            .field("retired_at", &self.retired_at)
+            .field("remove_at", &self.remove_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registered workload: who may hold an SVID for this SPIFFE ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadRecord {
+    /// The SPIFFE ID.
+    pub spiffe_id: String,
+    /// Longest SVID lifetime for it, seconds.
+    pub svid_ttl: i64,
+    /// Registered.
+    pub created_at: UnixTime,
+}
+
+/// A single-use join token, stored by keyed hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinTokenRecord {
+    /// Keyed hash of the token.
+    pub token_hash: Vec<u8>,
+    /// The workload it admits.
+    pub spiffe_id: String,
+    /// Expiry.
+    pub expires_at: UnixTime,
+}
+
+impl fmt::Debug for JoinTokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinTokenRecord")
+            .field("spiffe_id", &self.spiffe_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

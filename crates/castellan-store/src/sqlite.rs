@@ -3,8 +3,8 @@
 
 use crate::migrations;
 use crate::{
-    AuthCodeRecord, ClientRecord, KeyRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind,
-    SessionRecord, Store, StoreError, StoreResult, UserRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, Redeemed, RefreshTokenRecord, RevocationEvent,
+    RevocationKind, SessionRecord, Store, StoreError, StoreResult, UserRecord, WorkloadRecord,
 };
 use castellan_core::UnixTime;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -186,6 +186,28 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
         activated_at: row.try_get("activated_at")?,
         retired_at: row.try_get("retired_at")?,
         remove_at: row.try_get("remove_at")?,
+    })
+}
+
+fn ca_from_row(row: &SqliteRow) -> StoreResult<CaRecord> {
+    let state: String = row.try_get("state")?;
+    Ok(CaRecord {
+        ca_id: row.try_get("ca_id")?,
+        state: state.parse().map_err(|e: String| corrupt("ca key", e))?,
+        private_enc: row.try_get("private_enc")?,
+        cert_der: row.try_get("cert_der")?,
+        created_at: row.try_get("created_at")?,
+        activated_at: row.try_get("activated_at")?,
+        retired_at: row.try_get("retired_at")?,
+        remove_at: row.try_get("remove_at")?,
+    })
+}
+
+fn workload_from_row(row: &SqliteRow) -> StoreResult<WorkloadRecord> {
+    Ok(WorkloadRecord {
+        spiffe_id: row.try_get("spiffe_id")?,
+        svid_ttl: row.try_get("svid_ttl")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -711,11 +733,137 @@ impl Store for SqliteStore {
             "DELETE FROM auth_codes WHERE expires_at < ?",
             "DELETE FROM refresh_tokens WHERE expires_at < ?",
             "DELETE FROM sessions WHERE expires_at < ?",
+            "DELETE FROM join_tokens WHERE expires_at < ?",
         ] {
             n += sqlx::query(sql).bind(now).execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(n)
+    }
+
+    async fn list_cas(&self) -> StoreResult<Vec<CaRecord>> {
+        let rows = sqlx::query("SELECT * FROM ca_keys ORDER BY created_at, ca_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ca_from_row).collect()
+    }
+
+    async fn write_cas(&self, upserts: &[CaRecord], deletes: &[String]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for c in upserts {
+            sqlx::query(
+                "INSERT INTO ca_keys (ca_id, state, private_enc, cert_der, created_at, activated_at, retired_at, remove_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (ca_id) DO UPDATE SET state = excluded.state, activated_at = excluded.activated_at, \
+                 retired_at = excluded.retired_at, remove_at = excluded.remove_at",
+            )
+            .bind(&c.ca_id)
+            .bind(c.state.as_str())
+            .bind(&c.private_enc)
+            .bind(&c.cert_der)
+            .bind(c.created_at)
+            .bind(c.activated_at)
+            .bind(c.retired_at)
+            .bind(c.remove_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for id in deletes {
+            sqlx::query("DELETE FROM ca_keys WHERE ca_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_workload(&self, w: &WorkloadRecord) -> StoreResult<()> {
+        let res = sqlx::query(
+            "INSERT INTO workloads (spiffe_id, svid_ttl, created_at) VALUES (?, ?, ?) ON CONFLICT (spiffe_id) DO NOTHING",
+        )
+        .bind(&w.spiffe_id)
+        .bind(w.svid_ttl)
+        .bind(w.created_at)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::Conflict {
+                what: "workload",
+                id: w.spiffe_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn get_workload(&self, spiffe_id: &str) -> StoreResult<Option<WorkloadRecord>> {
+        let row = sqlx::query("SELECT * FROM workloads WHERE spiffe_id = ?")
+            .bind(spiffe_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(workload_from_row).transpose()
+    }
+
+    async fn list_workloads(&self) -> StoreResult<Vec<WorkloadRecord>> {
+        let rows = sqlx::query("SELECT * FROM workloads ORDER BY spiffe_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(workload_from_row).collect()
+    }
+
+    async fn delete_workload(&self, spiffe_id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM join_tokens WHERE spiffe_id = ?")
+            .bind(spiffe_id)
+            .execute(&mut *tx)
+            .await?;
+        let res = sqlx::query("DELETE FROM workloads WHERE spiffe_id = ?")
+            .bind(spiffe_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn insert_join_token(&self, t: &JoinTokenRecord) -> StoreResult<()> {
+        sqlx::query("INSERT INTO join_tokens (token_hash, spiffe_id, expires_at) VALUES (?, ?, ?)")
+            .bind(&t.token_hash)
+            .bind(&t.spiffe_id)
+            .bind(t.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, "join token", "(hidden)"))?;
+        Ok(())
+    }
+
+    async fn redeem_join_token(&self, token_hash: &[u8], now: UnixTime) -> StoreResult<Redeemed<JoinTokenRecord>> {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query("SELECT * FROM join_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Redeemed::Unknown);
+        };
+        let record = JoinTokenRecord {
+            token_hash: row.try_get("token_hash")?,
+            spiffe_id: row.try_get("spiffe_id")?,
+            expires_at: row.try_get("expires_at")?,
+        };
+        let used: Option<i64> = row.try_get("used_at")?;
+        if used.is_some() {
+            return Ok(Redeemed::Replayed(record));
+        }
+        if record.expires_at <= now {
+            return Ok(Redeemed::Unknown);
+        }
+        sqlx::query("UPDATE join_tokens SET used_at = ? WHERE token_hash = ?")
+            .bind(now)
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Redeemed::Fresh(record))
     }
 }
 

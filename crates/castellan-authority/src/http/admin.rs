@@ -32,6 +32,7 @@ pub fn router() -> Router<Arc<Authority>> {
         .route("/clients/{id}/revoke", revoke_route(RevocationKind::Client))
         .route("/verifiers", get(list_verifiers))
         .merge(super::admin_users::router())
+        .merge(super::workload::admin_router())
 }
 
 pub(super) async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {

@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod pages;
 pub mod stream;
+pub mod workload;
 
 use crate::Authority;
 use axum::routing::{get, post};
@@ -46,6 +47,12 @@ pub mod paths {
     pub const FEDERATION_START: &str = "/oauth2/federation/start";
     /// Where the upstream identity provider returns.
     pub const FEDERATION_CALLBACK: &str = "/oauth2/federation/callback";
+    /// The internal CA's trust bundle, PEM.
+    pub const TRUST_BUNDLE: &str = "/ca/bundle.pem";
+    /// The trust bundle as SPIFFE bundle JSON.
+    pub const SPIFFE_BUNDLE: &str = "/ca/bundle.json";
+    /// SVID issuance for a join token.
+    pub const SVID: &str = "/workload/v1/svid";
     /// Admin API root.
     pub const ADMIN: &str = "/admin/v1";
     /// Revocation log snapshot.
@@ -71,6 +78,9 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route(paths::FEDERATION_START, post(federation::start))
         .route(paths::FEDERATION_CALLBACK, get(federation::callback))
         .route(paths::REVOKE, post(oauth::revoke))
+        .route(paths::TRUST_BUNDLE, get(workload::bundle_pem))
+        .route(paths::SPIFFE_BUNDLE, get(workload::bundle_json))
+        .route(paths::SVID, post(workload::issue))
         .route(paths::REVOCATIONS, get(stream::snapshot))
         .route(paths::REVOCATION_STREAM, get(stream::stream))
         .route(paths::HEARTBEAT, post(stream::heartbeat))
