@@ -3,8 +3,8 @@
 //! each new backend runs the same functions.
 
 use castellan_store::{
-    AuthCodeRecord, ClientRecord, KeyRecord, KeyState, Redeemed, RefreshTokenRecord, RevocationKind, SessionRecord,
-    SqliteStore, Store, StoreError, UserRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, KeyState, Redeemed, RefreshTokenRecord,
+    RevocationKind, SessionRecord, SqliteStore, Store, StoreError, UserRecord, WorkloadRecord,
 };
 use std::sync::Arc;
 
@@ -867,7 +867,101 @@ async fn concurrent_refresh_rotation_has_one_winner(store: Arc<dyn Store>) {
 }
 
 /// Every check, in order, against one empty store. A new backend calls this.
+fn ca(id: &str, state: KeyState, created_at: i64) -> CaRecord {
+    CaRecord {
+        ca_id: id.to_owned(),
+        state,
+        private_enc: vec![9, 9, 9],
+        cert_der: vec![0x30, 0x03, 1, 2, 3],
+        created_at,
+        activated_at: (state == KeyState::Active).then_some(created_at),
+        retired_at: None,
+        remove_at: None,
+    }
+}
+
+async fn cas_transition_atomically(store: &dyn Store) {
+    store
+        .write_cas(&[ca("ca-a", KeyState::Active, 10), ca("ca-b", KeyState::Next, 10)], &[])
+        .await
+        .unwrap();
+    let retired = CaRecord {
+        state: KeyState::Retired,
+        retired_at: Some(20),
+        remove_at: Some(100),
+        ..ca("ca-a", KeyState::Active, 10)
+    };
+    let promoted = CaRecord {
+        state: KeyState::Active,
+        activated_at: Some(20),
+        ..ca("ca-b", KeyState::Next, 10)
+    };
+    store
+        .write_cas(
+            &[retired.clone(), promoted.clone(), ca("ca-c", KeyState::Next, 20)],
+            &[],
+        )
+        .await
+        .unwrap();
+    let all = store.list_cas().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.contains(&retired) && all.contains(&promoted));
+    store.write_cas(&[], &["ca-a".to_owned()]).await.unwrap();
+    assert_eq!(store.list_cas().await.unwrap().len(), 2);
+    assert!(!format!("{:?}", all[0]).contains("private_enc"));
+}
+
+async fn join_tokens_are_single_use(store: &dyn Store) {
+    let w = WorkloadRecord {
+        spiffe_id: "spiffe://td/api".to_owned(),
+        svid_ttl: 3_600,
+        created_at: 5,
+    };
+    store.insert_workload(&w).await.unwrap();
+    assert!(is_conflict(&store.insert_workload(&w).await.unwrap_err()));
+    assert_eq!(store.get_workload(&w.spiffe_id).await.unwrap(), Some(w.clone()));
+    assert_eq!(store.list_workloads().await.unwrap(), vec![w.clone()]);
+    let t = |label: &str, expires_at| JoinTokenRecord {
+        token_hash: hash(label),
+        spiffe_id: w.spiffe_id.clone(),
+        expires_at,
+    };
+    store.insert_join_token(&t("jt-1", 100)).await.unwrap();
+    store.insert_join_token(&t("jt-2", 100)).await.unwrap();
+    store.insert_join_token(&t("jt-old", 50)).await.unwrap();
+    assert!(is_conflict(
+        &store.insert_join_token(&t("jt-1", 100)).await.unwrap_err()
+    ));
+    assert!(
+        matches!(store.redeem_join_token(&hash("jt-1"), 60).await.unwrap(), Redeemed::Fresh(r) if r.spiffe_id == w.spiffe_id)
+    );
+    assert!(matches!(
+        store.redeem_join_token(&hash("jt-1"), 61).await.unwrap(),
+        Redeemed::Replayed(_)
+    ));
+    assert!(matches!(
+        store.redeem_join_token(&hash("jt-old"), 60).await.unwrap(),
+        Redeemed::Unknown
+    ));
+    assert!(matches!(
+        store.redeem_join_token(&hash("nope"), 60).await.unwrap(),
+        Redeemed::Unknown
+    ));
+    assert!(store.delete_workload(&w.spiffe_id).await.unwrap());
+    assert!(!store.delete_workload(&w.spiffe_id).await.unwrap());
+    assert!(
+        matches!(
+            store.redeem_join_token(&hash("jt-2"), 60).await.unwrap(),
+            Redeemed::Unknown
+        ),
+        "deleting a workload voids its tokens"
+    );
+    assert!(store.list_workloads().await.unwrap().is_empty());
+}
+
 async fn conformance(store: Arc<dyn Store>) {
+    cas_transition_atomically(&*store).await;
+    join_tokens_are_single_use(&*store).await;
     clients_round_trip(&*store).await;
     keys_transition_atomically(&*store).await;
     revocation_log_is_ordered_and_expires(&*store).await;
