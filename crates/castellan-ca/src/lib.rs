@@ -46,7 +46,10 @@ pub use pem::{certs_from_pem, key_pem};
 pub use rustls_pki_types::CertificateDer;
 pub use spiffe::{SpiffeId, TrustDomain, MAX_SPIFFE_ID_BYTES, MAX_TRUST_DOMAIN_BYTES};
 pub use svid::{Svid, MAX_SVID_TTL_SECS, SVID_BACKDATE_SECS};
-pub use workload::{csr_for_key, generate_workload_key, generate_workload_key_for, KeyAlgorithm, WorkloadKey};
+pub use workload::{
+    csr_for_key, generate_workload_key, generate_workload_key_for, generate_workload_key_unnamed, KeyAlgorithm,
+    WorkloadKey,
+};
 
 /// Length of certificate serial numbers, in bytes.
 const SERIAL_BYTES: usize = 16;

@@ -95,7 +95,23 @@ pub fn generate_workload_key(id: &SpiffeId) -> Result<WorkloadKey, CaError> {
 /// [`CaError::Generation`] on a crypto fault.
 pub fn generate_workload_key_for(id: &SpiffeId, algorithm: KeyAlgorithm) -> Result<WorkloadKey, CaError> {
     let key = KeyPair::generate_for(algorithm.rcgen()).map_err(CaError::generation)?;
-    let csr_der = csr_with(&key, id)?;
+    let csr_der = csr_with(&key, Some(id))?;
+    Ok(WorkloadKey {
+        pkcs8_der: Zeroizing::new(key.serialize_der()),
+        csr_der,
+    })
+}
+
+/// Generates an ECDSA P-256 key and a CSR that names nothing: empty subject,
+/// no SAN. For a workload that does not know its SPIFFE ID yet (it holds only
+/// a join token): the CA puts the registered ID in. Check the ID of what
+/// comes back.
+///
+/// # Errors
+/// [`CaError::Generation`] on a crypto fault.
+pub fn generate_workload_key_unnamed() -> Result<WorkloadKey, CaError> {
+    let key = KeyPair::generate_for(KeyAlgorithm::EcdsaP256.rcgen()).map_err(CaError::generation)?;
+    let csr_der = csr_with(&key, None)?;
     Ok(WorkloadKey {
         pkcs8_der: Zeroizing::new(key.serialize_der()),
         csr_der,
@@ -114,13 +130,15 @@ pub fn csr_for_key(pkcs8_der: &[u8], id: &SpiffeId) -> Result<Vec<u8>, CaError> 
         .map_err(|_| CaError::InvalidPrivateKey {
             reason: "not a pkcs#8 ecdsa p-256 or ed25519 private key",
         })?;
-    csr_with(&key, id)
+    csr_with(&key, Some(id))
 }
 
-fn csr_with(key: &KeyPair, id: &SpiffeId) -> Result<Vec<u8>, CaError> {
+fn csr_with(key: &KeyPair, id: Option<&SpiffeId>) -> Result<Vec<u8>, CaError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.subject_alt_names = vec![SanType::URI(id.as_str().try_into().map_err(CaError::generation)?)];
+    if let Some(id) = id {
+        params.subject_alt_names = vec![SanType::URI(id.as_str().try_into().map_err(CaError::generation)?)];
+    }
     let csr = params.serialize_request(key).map_err(CaError::generation)?;
     Ok(csr.der().to_vec())
 }
@@ -136,6 +154,18 @@ mod tests {
         assert!(format!("{wk:?}").starts_with("WorkloadKey { csr_len: "));
         assert!(wk.key_pem().starts_with("-----BEGIN PRIVATE KEY-----\n"));
         assert!(wk.csr_pem().starts_with("-----BEGIN CERTIFICATE REQUEST-----\n"));
+    }
+
+    #[test]
+    fn an_unnamed_csr_gets_the_registered_id() {
+        let td = crate::TrustDomain::new("example.org").unwrap();
+        let ca = crate::CaKey::generate(&td, 30 * 24 * 3600, 1_700_000_000).unwrap();
+        let id = SpiffeId::parse("spiffe://example.org/a").unwrap();
+        let wk = generate_workload_key_unnamed().unwrap();
+        let svid = ca
+            .issue_svid(wk.csr_pem().as_bytes(), &id, 3600, 1_700_000_000)
+            .unwrap();
+        assert_eq!(crate::parse_svid_peer(&svid.cert_der).unwrap(), id);
     }
 
     #[test]

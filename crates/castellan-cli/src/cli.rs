@@ -1,6 +1,6 @@
 //! Command-line grammar and dispatch.
 
-use crate::{admin, gate, serve, users};
+use crate::{admin, gate, serve, users, workload};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -51,6 +51,9 @@ pub enum Command {
     Verifiers(VerifiersCommand),
     /// Run the verifier in front of a service: reverse proxy, or forward-auth.
     Gate(gate::GateArgs),
+    /// Workload identity: register SPIFFE IDs, fetch X.509 SVIDs with a join token.
+    #[command(subcommand)]
+    Workload(workload::WorkloadCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,5 +285,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subjects(SubjectsCommand::Revoke { sub, conn }) => admin::revoke("subjects", &sub, &conn).await,
         Command::Verifiers(VerifiersCommand::List { conn }) => admin::verifiers(&conn).await,
         Command::Gate(args) => gate::run(args, cli.log_format).await,
+        Command::Workload(cmd) => workload::run(cmd).await,
     }
 }

@@ -14,6 +14,7 @@ mod cli;
 mod gate;
 mod serve;
 mod users;
+mod workload;
 
 use clap::Parser;
 use std::process::ExitCode;

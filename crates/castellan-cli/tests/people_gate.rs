@@ -170,6 +170,8 @@ async fn a_suspension_reaches_a_running_gate_within_a_second_and_spares_others()
         nonce: "n",
     };
     assert_eq!(sign_in(&req, "alice", PASSWORD).await.status, 401);
+    // That refusal counts as a failed attempt: the account waits a (whole) second before the next.
+    let refused_at = std::time::Instant::now();
     // Bob's refresh still rotates, and the new access token passes the gate.
     let (st, rb) = token(
         &auth,
@@ -187,7 +189,9 @@ async fn a_suspension_reaches_a_running_gate_within_a_second_and_spares_others()
     // are refused by design (iat <= not_before), so wait for a new second.
     let v = auth.admin(Method::POST, "/users/alice/resume", None).await;
     assert_eq!(v["suspended"], false, "{v}");
-    let wait = Duration::from_millis(1100).saturating_sub(suspended_at.elapsed());
+    let wait = Duration::from_millis(1100)
+        .saturating_sub(suspended_at.elapsed())
+        .max(Duration::from_millis(2100).saturating_sub(refused_at.elapsed()));
     tokio::time::sleep(wait).await;
     let again = sign_in_and_exchange(&auth, &client_id, "alice").await;
     let again_at = again["access_token"].as_str().unwrap();
