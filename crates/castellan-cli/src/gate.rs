@@ -2,7 +2,7 @@
 
 use crate::cli::LogFormat;
 use anyhow::Context;
-use castellan_gate::GateConfig;
+use castellan_gate::{GateConfig, MtlsConfig, SpiffeId};
 use clap::Args;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -53,6 +53,27 @@ pub struct GateArgs {
     /// Also trust this PEM CA certificate when the authority is `https://`.
     #[arg(long, env = "CASTELLAN_CA_FILE")]
     pub authority_ca: Option<std::path::PathBuf>,
+    /// Terminate mTLS with the SVID in DIR (svid.pem, svid_key.pem, bundle.pem, as written by
+    /// `castellan workload svid`/`agent`); clients must present an SVID chaining to bundle.pem.
+    /// Renewed files are picked up for new connections. Bearer tokens are still required.
+    #[arg(long, value_name = "DIR", env = "CASTELLAN_GATE_SVID_DIR", requires = "allow_peer")]
+    pub svid_dir: Option<std::path::PathBuf>,
+    /// With --svid-dir: a SPIFFE ID admitted over mTLS (repeat, or separate with commas);
+    /// every other peer gets 403. Passed upstream as `x-castellan-peer-spiffe-id`.
+    #[arg(
+        long,
+        value_name = "SPIFFE_ID",
+        env = "CASTELLAN_GATE_ALLOW_PEERS",
+        num_args = 1..,
+        value_delimiter = ',',
+        requires = "svid_dir",
+        value_parser = SpiffeId::parse
+    )]
+    pub allow_peer: Vec<SpiffeId>,
+    /// With --svid-dir: call an https:// --upstream (another gate) over mTLS, presenting this
+    /// gate's SVID and requiring the upstream to present this SPIFFE ID.
+    #[arg(long, value_name = "SPIFFE_ID", requires_all = ["svid_dir", "upstream"], value_parser = SpiffeId::parse)]
+    pub upstream_spiffe_id: Option<SpiffeId>,
 }
 
 pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
@@ -78,6 +99,10 @@ pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
             Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read CA file `{}`", p.display()))?),
             None => None,
         },
+        mtls: args.svid_dir.map(|dir| MtlsConfig {
+            upstream_spiffe_id: args.upstream_spiffe_id,
+            ..MtlsConfig::new(dir, args.allow_peer)
+        }),
     };
     let mode = if config.upstream.is_some() {
         "proxy"
@@ -88,7 +113,8 @@ pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
     let addr = bound.addr;
     tracing::info!(%addr, mode, "castellan gate listening");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{addr}")?;
+    let scheme = if bound.tls { "https" } else { "http" };
+    writeln!(out, "listening on {scheme}://{addr}")?;
     if let Some(h) = bound.health_addr {
         writeln!(out, "health on http://{h}")?;
     }

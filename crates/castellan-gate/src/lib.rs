@@ -3,22 +3,30 @@
 //! forwards them with identity headers; in forward-auth mode it answers
 //! nginx `auth_request`, Traefik ForwardAuth and Envoy `ext_authz` (HTTP)
 //! with 200 and the identity headers, or 401.
+//!
+//! With [`MtlsConfig`] the gate terminates mTLS with its own SPIFFE SVID,
+//! requires client SVIDs chaining to the trust bundle, identifies the peer
+//! as a typed step after the handshake ([`PeerIdentity`] in the request
+//! extensions), admits only allow-listed peers (403 otherwise), passes the
+//! peer's ID upstream as `x-castellan-peer-spiffe-id`, and still requires a
+//! valid bearer token. See [`mtls`].
 #![forbid(unsafe_code)]
 
 mod headers;
+pub mod mtls;
 mod proxy;
 
+pub use castellan_ca::SpiffeId;
 pub use headers::{IDENTITY_HEADERS, IDENTITY_PREFIX};
+pub use mtls::{MtlsConfig, PeerIdentity, PEER_HEADER};
 
 use arc_swap::ArcSwapOption;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use castellan_verify::{rejection_response, verify_request, FailMode, Rejection, Verifier};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use http::{HeaderName, HeaderValue};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +60,8 @@ pub struct GateConfig {
     pub health_listen: Option<SocketAddr>,
     /// Extra PEM CA certificate to trust for an `https://` authority.
     pub authority_ca_pem: Option<Vec<u8>>,
+    /// Terminate mTLS with a SPIFFE SVID and admit only allow-listed peers.
+    pub mtls: Option<MtlsConfig>,
 }
 
 /// A bound gate, not yet serving.
@@ -60,6 +70,8 @@ pub struct Bound<F> {
     pub addr: SocketAddr,
     /// The health listener's address, when there is one.
     pub health_addr: Option<SocketAddr>,
+    /// The main listener speaks mTLS (`https://`).
+    pub tls: bool,
     /// Serves until shutdown, or fails when the verifier can never start.
     pub serve: F,
 }
@@ -81,6 +93,12 @@ pub enum GateError {
     /// Serving failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),
+    /// The SVID directory cannot be used.
+    #[error(transparent)]
+    Svid(#[from] mtls::SvidError),
+    /// TLS settings cannot be built.
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// Paths the gate keeps for itself; everything else is the service's.
@@ -96,8 +114,57 @@ pub mod paths {
 struct Gate {
     verifier: ArcSwapOption<Verifier>,
     upstream: Option<proxy::Upstream>,
-    client: Client<HttpConnector, Body>,
+    client: proxy::UpstreamClient,
     metrics: PrometheusHandle,
+    /// `https` behind the mTLS listener, else `http`.
+    proto: &'static str,
+}
+
+/// The mTLS side of a bound gate.
+struct Mtls {
+    source: Arc<mtls::SvidSource>,
+    server: Arc<rustls::ServerConfig>,
+    allow: Arc<mtls::AllowList>,
+    reload_interval: Duration,
+}
+
+/// Reads the SVID directory and builds the TLS settings, failing fast.
+fn prepare_mtls(config: &MtlsConfig, proxy_mode: bool) -> Result<(Mtls, proxy::UpstreamClient), GateError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let source = mtls::SvidSource::load(&config.svid_dir, provider)?;
+    let trust_domain = source.trust_domain().clone();
+    let allow = mtls::AllowList::new(trust_domain.clone(), &config.allow_peers)
+        .map_err(|e| GateError::Config(e.to_string()))?;
+    let client = match &config.upstream_spiffe_id {
+        Some(_) if !proxy_mode => {
+            return Err(GateError::Config(
+                "--upstream-spiffe-id needs --upstream (not --forward-auth)".to_owned(),
+            ))
+        }
+        Some(id) if !id.is_member_of(&trust_domain) => {
+            return Err(GateError::Config(format!(
+                "--upstream-spiffe-id `{id}` is outside the gate's trust domain `{trust_domain}`"
+            )))
+        }
+        Some(id) => proxy::UpstreamClient::mtls(mtls::client_config(&source, id.clone())?),
+        None => proxy::UpstreamClient::plain(),
+    };
+    let server = Arc::new(mtls::server_config(&source)?);
+    tracing::info!(
+        spiffe_id = %source.id(),
+        allow_peers = config.allow_peers.len(),
+        upstream_spiffe_id = config.upstream_spiffe_id.as_ref().map(SpiffeId::as_str),
+        "mtls enabled"
+    );
+    Ok((
+        Mtls {
+            source,
+            server,
+            allow: Arc::new(allow),
+            reload_interval: config.reload_interval,
+        },
+        client,
+    ))
 }
 
 fn prometheus() -> PrometheusHandle {
@@ -111,13 +178,21 @@ pub async fn bind(
     config: GateConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Bound<impl Future<Output = Result<(), GateError>>>, GateError> {
+    let upstream_mtls = config.mtls.as_ref().is_some_and(|m| m.upstream_spiffe_id.is_some());
     let upstream = match &config.upstream {
-        Some(u) => Some(proxy::Upstream::parse(u).map_err(GateError::Config)?),
+        Some(u) => Some(proxy::Upstream::parse(u, upstream_mtls).map_err(GateError::Config)?),
         None => None,
     };
     if config.audience.is_empty() {
         return Err(GateError::Config("--audience must not be empty".to_owned()));
     }
+    let (mtls, client) = match &config.mtls {
+        Some(m) => {
+            let (mtls, client) = prepare_mtls(m, upstream.is_some())?;
+            (Some(mtls), client)
+        }
+        None => (None, proxy::UpstreamClient::plain()),
+    };
     let listen = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -134,17 +209,14 @@ pub async fn bind(
         .map(tokio::net::TcpListener::local_addr)
         .transpose()
         .map_err(GateError::Serve)?;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector);
     let proxy_mode = upstream.is_some();
+    let tls = mtls.is_some();
     let gate = Arc::new(Gate {
         verifier: ArcSwapOption::empty(),
         upstream,
         client,
         metrics: prometheus(),
+        proto: if tls { "https" } else { "http" },
     });
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
     let connecting = tokio::spawn(connect_verifier(gate.clone(), config.clone(), fatal_tx));
@@ -159,7 +231,12 @@ pub async fn bind(
     if proxy_mode {
         main = main.merge(own.clone());
     }
-    let main = main.fallback(handle).with_state(gate.clone());
+    let mut main = main.fallback(handle).with_state(gate.clone());
+    if let Some(m) = &mtls {
+        // Every request on the mTLS listener, the gate's own paths included,
+        // passes the peer check before anything else.
+        main = main.layer(axum::middleware::from_fn_with_state(m.allow.clone(), mtls::admit_peer));
+    }
     let health = own.with_state(gate);
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stop_main = stop_tx.subscribe();
@@ -168,12 +245,24 @@ pub async fn bind(
         let until = |mut rx: tokio::sync::broadcast::Receiver<()>| async move {
             let _ = rx.recv().await;
         };
-        // No Nagle delay on small proxied answers.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let main_server = axum::serve(listener, main.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(until(stop_main));
+        // Renewed SVID files are picked up while serving.
+        let reloading = mtls
+            .as_ref()
+            .map(|m| tokio::spawn(m.source.clone().watch(m.reload_interval)));
+        let main_server = async move {
+            match mtls {
+                Some(m) => mtls::serve(listener, m.server, main, until(stop_main)).await,
+                None => {
+                    // No Nagle delay on small proxied answers.
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, main.into_make_service_with_connect_info::<SocketAddr>())
+                        .with_graceful_shutdown(until(stop_main))
+                        .await
+                }
+            }
+        };
         let health_server = async move {
             match health_listener {
                 Some(l) => axum::serve(l, health).with_graceful_shutdown(until(stop_health)).await,
@@ -191,11 +280,15 @@ pub async fn bind(
             Ok(msg) = fatal_rx => Err(GateError::Config(msg)),
         };
         connecting.abort();
+        if let Some(r) = reloading {
+            r.abort();
+        }
         result
     };
     Ok(Bound {
         addr,
         health_addr,
+        tls,
         serve,
     })
 }
@@ -265,10 +358,16 @@ async fn handle(State(gate): State<Arc<Gate>>, ConnectInfo(peer): ConnectInfo<So
             return rejection_response(&r);
         }
     };
-    let identity = match headers::identity(&token) {
+    let mut identity = match headers::identity(&token) {
         Ok(h) => h,
         Err(r) => return rejection_response(&r),
     };
+    // The peer checked by the mTLS step (SPIFFE IDs are valid header values).
+    if let Some(PeerIdentity(id)) = req.extensions().get::<PeerIdentity>() {
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+            identity.insert(HeaderName::from_static(PEER_HEADER), v);
+        }
+    }
     metrics::counter!("castellan_gate_requests_total", "outcome" => "admitted").increment(1);
     match &gate.upstream {
         None => {
@@ -276,6 +375,6 @@ async fn handle(State(gate): State<Arc<Gate>>, ConnectInfo(peer): ConnectInfo<So
             resp.headers_mut().extend(identity);
             resp
         }
-        Some(upstream) => proxy::forward(&gate.client, upstream, req, identity, peer).await,
+        Some(upstream) => proxy::forward(&gate.client, upstream, req, identity, peer, gate.proto).await,
     }
 }

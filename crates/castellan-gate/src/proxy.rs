@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderName};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 
@@ -19,17 +20,32 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Parses `http://host:port[/base]`.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    /// Parses `http://host:port[/base]`, or `https://` when `mtls` (the
+    /// upstream is another gate, reached with `--upstream-spiffe-id`).
+    pub fn parse(url: &str, mtls: bool) -> Result<Self, String> {
         let uri: Uri = url.parse().map_err(|e| format!("--upstream `{url}`: {e}"))?;
+        let want = if mtls { "https://" } else { "http://" };
         let scheme = uri
             .scheme()
             .cloned()
-            .ok_or_else(|| format!("--upstream `{url}` needs http://"))?;
-        if scheme != Scheme::HTTP {
-            return Err(format!(
-                "--upstream `{url}`: only http:// upstreams are supported (the gate sits beside the service)"
-            ));
+            .ok_or_else(|| format!("--upstream `{url}` needs {want}"))?;
+        match (mtls, scheme.as_str()) {
+            (false, "http") | (true, "https") => {}
+            (false, "https") => {
+                return Err(format!(
+                    "--upstream `{url}`: an https:// upstream needs --upstream-spiffe-id (mTLS to another gate)"
+                ))
+            }
+            (false, _) => {
+                return Err(format!(
+                    "--upstream `{url}`: only http:// upstreams are supported (the gate sits beside the service)"
+                ))
+            }
+            (true, _) => {
+                return Err(format!(
+                    "--upstream `{url}`: --upstream-spiffe-id needs an https:// upstream"
+                ))
+            }
         }
         let authority = uri
             .authority()
@@ -71,6 +87,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// An error and its causes, for the log (a TLS refusal sits a few levels down).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 fn bad_gateway(detail: &str) -> Response {
     tracing::warn!(error = detail, "upstream request failed");
     metrics::counter!("castellan_gate_upstream_errors_total").increment(1);
@@ -78,13 +106,64 @@ fn bad_gateway(detail: &str) -> Response {
     (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
 }
 
+/// How the gate reaches its upstream.
+pub enum UpstreamClient {
+    /// Plain HTTP to the service beside the gate.
+    Plain(Client<HttpConnector, Body>),
+    /// mTLS to another gate.
+    Mtls(Client<HttpsConnector<HttpConnector>, Body>),
+}
+
+impl UpstreamClient {
+    fn connector() -> HttpConnector {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector
+    }
+
+    fn builder() -> hyper_util::client::legacy::Builder {
+        let mut b = Client::builder(hyper_util::rt::TokioExecutor::new());
+        b.pool_idle_timeout(std::time::Duration::from_secs(60));
+        b
+    }
+
+    /// Plain HTTP.
+    pub fn plain() -> Self {
+        Self::Plain(Self::builder().build(Self::connector()))
+    }
+
+    /// mTLS with `tls` (the gate's SVID, the upstream's SPIFFE ID checked).
+    pub fn mtls(tls: rustls::ClientConfig) -> Self {
+        let mut http = Self::connector();
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        Self::Mtls(Self::builder().build(https))
+    }
+
+    async fn request(
+        &self,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Self::Plain(c) => c.request(req).await,
+            Self::Mtls(c) => c.request(req).await,
+        }
+    }
+}
+
 /// Forwards an admitted request with `identity` headers and streams the answer back.
+/// `proto` is the scheme the caller used (`x-forwarded-proto`).
 pub async fn forward(
-    client: &Client<HttpConnector, Body>,
+    client: &UpstreamClient,
     upstream: &Upstream,
     req: Request,
     identity: HeaderMap,
     peer: std::net::SocketAddr,
+    proto: &'static str,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -106,7 +185,7 @@ pub async fn forward(
     }
     parts.headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
+        HeaderValue::from_static(proto),
     );
     // Append the caller to X-Forwarded-For, keeping what came before.
     let xff = HeaderName::from_static("x-forwarded-for");
@@ -126,6 +205,6 @@ pub async fn forward(
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(e) => bad_gateway(&e.to_string()),
+        Err(e) => bad_gateway(&error_chain(&e)),
     }
 }
