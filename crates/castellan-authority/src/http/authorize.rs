@@ -238,13 +238,7 @@ pub async fn authorize(State(auth): State<Arc<Authority>>, req: Request) -> Resp
         Ok(s) => s,
         Err(d) => return fail("invalid_scope", &d),
     };
-    let requested: Vec<&str> = form
-        .all("audience")
-        .iter()
-        .chain(form.all("resource"))
-        .map(String::as_str)
-        .collect();
-    let audience = match super::oauth::choose_audience_from(&auth, &client, &requested) {
+    let audience = match super::oauth::choose_audience_from(&auth, &client, &form.audiences()) {
         Ok(a) => a,
         Err(e) => return fail("invalid_target", e.description()),
     };
@@ -375,19 +369,23 @@ pub async fn pending_from_form(
     Ok((pending, client))
 }
 
+/// Reads a form posted from the login page (the login itself, or the
+/// federated sign-in button) and opens its sealed request. Failures are
+/// error pages.
+pub async fn posted_login_form(auth: &Authority, req: Request) -> Result<(Form, PendingLogin, ClientRecord), Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, auth.config().limits.max_body_bytes)
+        .await
+        .map_err(|e| error_page(e.status(), e.description()))?;
+    let form = Form::parse(&parts.headers, &bytes).map_err(|e| error_page(e.status(), e.description()))?;
+    let (pending, client) = pending_from_form(auth, &parts.headers, &form).await?;
+    Ok((form, pending, client))
+}
+
 /// `POST /oauth2/login`: the login form.
 pub async fn login(State(auth): State<Arc<Authority>>, req: Request) -> Response {
     let source = source_ip(&auth, &req);
-    let (parts, body) = req.into_parts();
-    let bytes = match read_body(body, auth.config().limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return error_page(e.status(), e.description()),
-    };
-    let form = match Form::parse(&parts.headers, &bytes) {
-        Ok(f) => f,
-        Err(e) => return error_page(e.status(), e.description()),
-    };
-    let (pending, client) = match pending_from_form(&auth, &parts.headers, &form).await {
+    let (form, pending, client) = match posted_login_form(&auth, req).await {
         Ok(p) => p,
         Err(resp) => return resp,
     };

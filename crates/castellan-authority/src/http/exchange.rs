@@ -61,13 +61,7 @@ pub async fn token_exchange(auth: &Authority, client: &ClientRecord, form: &Form
             "subject_token was not addressed to this client's service: a service exchanges only tokens sent to it",
         ));
     }
-    let requested: Vec<&str> = form
-        .all("audience")
-        .iter()
-        .chain(form.all("resource"))
-        .map(String::as_str)
-        .collect();
-    let aud = match requested.as_slice() {
+    let aud = match form.audiences().as_slice() {
         [one] => (*one).to_owned(),
         [] => {
             return Err(ApiError::invalid_target(

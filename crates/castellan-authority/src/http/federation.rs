@@ -7,8 +7,8 @@
 //! login cookie the form was bound to, so a callback cannot be replayed into
 //! another browser.
 
-use super::authorize::{complete_sign_in, login_cookie, pending_from_form, redirect_with, PendingLogin};
-use super::form::{read_body, Form};
+use super::authorize::{complete_sign_in, login_cookie, posted_login_form, redirect_with, PendingLogin};
+use super::form::Form;
 use super::pages::error_page;
 use super::paths;
 use crate::federation::UpstreamIdentity;
@@ -43,16 +43,7 @@ pub async fn start(State(auth): State<Arc<Authority>>, req: Request) -> Response
     let Some(fed) = auth.federation() else {
         return error_page(StatusCode::NOT_FOUND, "Company sign-in is not configured.");
     };
-    let (parts, body) = req.into_parts();
-    let bytes = match read_body(body, auth.config().limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return error_page(e.status(), e.description()),
-    };
-    let form = match Form::parse(&parts.headers, &bytes) {
-        Ok(f) => f,
-        Err(e) => return error_page(e.status(), e.description()),
-    };
-    let (pending, _client) = match pending_from_form(&auth, &parts.headers, &form).await {
+    let (_form, pending, _client) = match posted_login_form(&auth, req).await {
         Ok(p) => p,
         Err(resp) => return resp,
     };

@@ -87,6 +87,16 @@ impl Form {
         self.single.get(name).map(String::as_str)
     }
 
+    /// The requested audiences: every `audience` then every `resource`
+    /// (RFC 8693 and RFC 8707 name the target service either way).
+    pub fn audiences(&self) -> Vec<&str> {
+        self.all("audience")
+            .iter()
+            .chain(self.all("resource"))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Every value of a repeatable parameter.
     pub fn all(&self, name: &str) -> &[String] {
         self.multi.get(name).map_or(&[], Vec::as_slice)

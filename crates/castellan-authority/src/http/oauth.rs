@@ -41,13 +41,7 @@ fn allowed_audience(auth: &Authority, client: &ClientRecord, aud: &str) -> bool 
 }
 
 fn choose_audience(auth: &Authority, client: &ClientRecord, form: &Form) -> Result<String, ApiError> {
-    let requested: Vec<&str> = form
-        .all("audience")
-        .iter()
-        .chain(form.all("resource"))
-        .map(String::as_str)
-        .collect();
-    choose_audience_from(auth, client, &requested)
+    choose_audience_from(auth, client, &form.audiences())
 }
 
 /// The one audience of a token: the requested one if allowed, else the
