@@ -131,7 +131,8 @@ impl Default for SigninConfig {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
-            max_concurrent_hashes: 4,
+            // One hash per core: more only time-slice one core's caches and starve the runtime.
+            max_concurrent_hashes: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             max_failures: 5,
             lockout: HumanDuration::from_secs(900),
             per_source_per_minute: 600,

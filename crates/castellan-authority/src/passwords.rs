@@ -3,8 +3,8 @@
 //! other request of CPU and memory.
 
 use crate::config::SigninConfig;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -32,6 +32,10 @@ pub enum PasswordError {
 pub struct Passwords {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Working memory of finished checks, reused by the next ones: at most
+    /// one buffer per permit, so memory stays bounded under a sign-in burst
+    /// (the allocator would otherwise keep every freed 19 MiB buffer).
+    blocks: Arc<BlockPool>,
     /// A hash of a random password with the same parameters, made on first
     /// need: unknown users are checked against it, so they cost the same
     /// time as known ones.
@@ -72,6 +76,10 @@ impl Passwords {
         .map_err(|e| PasswordError::Params(e.to_string()))?;
         Ok(Self {
             params,
+            blocks: Arc::new(BlockPool {
+                free: std::sync::Mutex::new(Vec::new()),
+                max: config.max_concurrent_hashes,
+            }),
             permits: Arc::new(Semaphore::new(config.max_concurrent_hashes)),
             dummy: Arc::default(),
         })
@@ -130,17 +138,67 @@ impl Passwords {
         } else {
             String::new()
         };
+        let blocks = self.blocks.clone();
         let ok = self
-            .run(move || {
-                let Ok(parsed) = PasswordHash::new(&hash) else {
-                    return false;
-                };
-                // Hashes made with older parameters still verify: the PHC string carries them.
-                Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
-            })
+            .run(move || verify_phc(&hash, password.as_bytes(), &blocks))
             .await?;
         Ok(ok && real)
     }
+}
+
+/// Reusable argon2 working memory.
+struct BlockPool {
+    free: std::sync::Mutex<Vec<Vec<Block>>>,
+    max: usize,
+}
+
+impl BlockPool {
+    fn take(&self, count: usize) -> Vec<Block> {
+        let reused = self
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .filter(|b| b.len() == count);
+        reused.unwrap_or_else(|| vec![Block::default(); count])
+    }
+
+    fn give_back(&self, blocks: Vec<Block>) {
+        let mut free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if free.len() < self.max {
+            free.push(blocks);
+        }
+    }
+}
+
+/// Checks `password` against a PHC string with pooled working memory; the
+/// parameters come from the string, so older hashes still verify.
+fn verify_phc(stored: &str, password: &[u8], pool: &BlockPool) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed)) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let mut blocks = pool.take(params.block_count());
+    let computed = Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut out, &mut blocks)
+        .is_ok();
+    pool.give_back(blocks);
+    computed && aws_lc_rs::constant_time::verify_slices_are_equal(&out, expected.as_bytes()).is_ok()
 }
 
 #[cfg(test)]
@@ -169,6 +227,25 @@ mod tests {
         assert!(!p.verify(&long, Some(&h)).await.unwrap());
         assert!(matches!(p.hash("short").await, Err(PasswordError::Length)));
         assert!(matches!(p.hash(&long).await, Err(PasswordError::Length)));
+    }
+
+    #[tokio::test]
+    async fn hashes_made_with_older_parameters_still_verify_and_memory_is_reused() {
+        let old = cheap().hash("an older password").await.unwrap();
+        let now = Passwords::new(&SigninConfig {
+            argon2_memory_kib: 12 * 1024,
+            argon2_iterations: 1,
+            max_concurrent_hashes: 1,
+            ..SigninConfig::default()
+        })
+        .unwrap();
+        for _ in 0..3 {
+            assert!(now.verify("an older password", Some(&old)).await.unwrap());
+            assert!(!now.verify("an older passwore", Some(&old)).await.unwrap());
+        }
+        let pooled = now.blocks.free.lock().unwrap();
+        assert_eq!(pooled.len(), 1, "one buffer per permit is kept");
+        assert_eq!(pooled[0].len(), 8 * 1024);
     }
 
     #[test]
