@@ -27,6 +27,7 @@ fn fixture() -> &'static Fixture {
             max_token_lifetime_seconds: 3600,
             staleness_window_seconds: 300,
             heartbeat_interval_seconds: Some(5),
+            max_delegation_depth: None,
         };
         let profile = EffectiveProfile::new(&served, &LocalPolicy::default()).expect("profile");
         Fixture { keys, profile }

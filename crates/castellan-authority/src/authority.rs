@@ -253,6 +253,7 @@ impl Authority {
             public: false,
             serves: None,
             exchange_audiences: vec![],
+            tls_client_auth_san_uri: None,
         };
         match self.store.insert_client(&record).await {
             Ok(()) | Err(StoreError::Conflict { .. }) => {}

@@ -64,6 +64,12 @@ pub struct CaConfig {
     pub max_svid_ttl: HumanDuration,
     /// Default join-token lifetime.
     pub join_token_ttl: HumanDuration,
+    /// Address of the mTLS listener for workloads (SVID renewal, RFC 8705
+    /// `tls_client_auth`); unset: no mTLS listener.
+    pub mtls_listen: Option<SocketAddr>,
+    /// Base URL workloads reach the mTLS listener at; defaults to
+    /// `https://` + `mtls_listen`.
+    pub mtls_url: Option<String>,
 }
 
 impl Default for CaConfig {
@@ -73,6 +79,8 @@ impl Default for CaConfig {
             svid_ttl: HumanDuration::from_secs(3_600),
             max_svid_ttl: HumanDuration::from_secs(86_400),
             join_token_ttl: HumanDuration::from_secs(3_600),
+            mtls_listen: None,
+            mtls_url: None,
         }
     }
 }
@@ -364,13 +372,21 @@ impl Config {
     pub fn trust_domain(&self) -> String {
         match &self.trust_domain {
             Some(td) => td.clone(),
+            // An IPv6 literal is no trust domain name: fall back to `localhost`.
             None => url::Url::parse(&self.issuer())
                 .ok()
-                .and_then(|u| {
-                    u.host_str()
-                        .map(|h| h.trim_matches(|c| c == '[' || c == ']').to_ascii_lowercase())
-                })
-                .unwrap_or_else(|| "castellan.local".to_owned()),
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .filter(|h| !h.contains([':', '[', ']']))
+                .unwrap_or_else(|| "localhost".to_owned()),
+        }
+    }
+
+    /// The base URL of the mTLS listener, when there is one.
+    pub fn mtls_url(&self) -> Option<String> {
+        match (&self.ca.mtls_url, self.ca.mtls_listen) {
+            (Some(u), _) => Some(u.trim_end_matches('/').to_owned()),
+            (None, Some(addr)) => Some(format!("https://{addr}")),
+            (None, None) => None,
         }
     }
 
@@ -407,6 +423,19 @@ impl Config {
                     "trust_domain `{td}` must be lowercase letters, digits, `-`, `.` or `_`"
                 ));
             }
+        }
+        if let Some(u) = &self.ca.mtls_url {
+            match url::Url::parse(u) {
+                Ok(u) if u.scheme() == "https" && u.query().is_none() && u.fragment().is_none() => {}
+                _ => {
+                    return invalid(format!(
+                        "ca.mtls_url `{u}` must be an https URL without query or fragment"
+                    ))
+                }
+            }
+        }
+        if self.ca.mtls_listen.is_some() && self.ca.mtls_listen == Some(self.listen) && self.listen.port() != 0 {
+            return invalid("ca.mtls_listen must differ from listen".into());
         }
         let t = &self.tokens;
         if t.access_token_ttl.secs() < 1 {
@@ -519,6 +548,21 @@ mod tests {
         assert_eq!(c.tokens.access_token_ttl.secs(), 300);
         assert_eq!(c.keys.rotation_interval.secs(), 7 * 86_400);
         assert_eq!(c.issuer(), "http://127.0.0.1:8080");
+        assert_eq!(c.trust_domain(), "127.0.0.1");
+    }
+
+    #[test]
+    fn trust_domain_comes_from_the_issuer_host() {
+        let mut c = Config {
+            listen: "[::1]:8443".parse().unwrap(),
+            ..Config::default()
+        };
+        assert_eq!(c.trust_domain(), "localhost");
+        c.validate().unwrap();
+        c.issuer = Some("https://Auth.Example.com/x".to_owned());
+        assert_eq!(c.trust_domain(), "auth.example.com");
+        c.trust_domain = Some("prod.example".to_owned());
+        assert_eq!(c.trust_domain(), "prod.example");
     }
 
     #[test]

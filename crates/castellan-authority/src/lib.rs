@@ -11,6 +11,7 @@ pub mod events;
 pub mod federation;
 pub mod http;
 pub mod keys;
+pub mod mtls;
 pub mod passwords;
 pub mod secrets;
 pub mod server;

@@ -53,6 +53,9 @@ pub struct Grant<'a> {
     pub sid: &'a str,
     /// The delegation chain, after token exchange.
     pub act: Option<&'a castellan_core::Actor>,
+    /// RFC 8705 binding: the `x5t#S256` of the client certificate the
+    /// token is bound to (`cnf`), for `tls_client_auth` clients.
+    pub bound_to: Option<&'a str>,
 }
 
 /// Claims of an OpenID Connect ID token.
@@ -113,6 +116,7 @@ impl Authority {
                 aud,
                 sid: &sid,
                 act: None,
+                bound_to: None,
             },
             scope,
             ttl,
@@ -139,6 +143,9 @@ impl Authority {
             sid: grant.sid.to_owned(),
             scope,
             act: grant.act.cloned(),
+            cnf: grant.bound_to.map(|x5t| castellan_core::Confirmation {
+                x5t_s256: Some(x5t.to_owned()),
+            }),
         };
         let keys = self.keys().current();
         let token = keys

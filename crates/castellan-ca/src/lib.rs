@@ -41,7 +41,7 @@ pub use bundle::{bundle_pem, spiffe_bundle_json};
 pub use ca::{CaCert, CaKey, CA_BACKDATE_SECS, MAX_CA_LIFETIME_SECS, MAX_CERT_BYTES, MIN_CA_LIFETIME_SECS};
 pub use csr::MAX_CSR_BYTES;
 pub use error::CaError;
-pub use peer::parse_svid_peer;
+pub use peer::{cert_validity, parse_svid_peer};
 pub use pem::{certs_from_pem, key_pem};
 pub use rustls_pki_types::CertificateDer;
 pub use spiffe::{SpiffeId, TrustDomain, MAX_SPIFFE_ID_BYTES, MAX_TRUST_DOMAIN_BYTES};

@@ -76,3 +76,23 @@ pub fn parse_svid_peer(cert_der: &[u8]) -> Result<SpiffeId, CaError> {
         }),
     }
 }
+
+/// The validity window `(not_before, not_after)` of a certificate, unix
+/// seconds: when a workload should renew its SVID.
+///
+/// # Errors
+/// [`CaError::TooLarge`] or [`CaError::MalformedCertificate`].
+pub fn cert_validity(cert_der: &[u8]) -> Result<(i64, i64), CaError> {
+    if cert_der.len() > MAX_CERT_BYTES {
+        return Err(CaError::TooLarge {
+            what: "certificate",
+            len: cert_der.len(),
+            limit: MAX_CERT_BYTES,
+        });
+    }
+    let (_, x509) = X509Certificate::from_der(cert_der).map_err(|_| CaError::MalformedCertificate {
+        reason: "not a der-encoded x509 certificate",
+    })?;
+    let v = x509.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}

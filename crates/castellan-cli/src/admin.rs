@@ -62,15 +62,7 @@ impl Admin {
         }
         let http = http.build()?;
         let server = conn.server.trim_end_matches('/');
-        let meta: Value = http
-            .get(format!("{server}/.well-known/oauth-authorization-server"))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the authority at {server}"))?
-            .error_for_status()?
-            .json()
-            .await
-            .context("discovery document is not JSON")?;
+        let meta = discover(&http, server).await?;
         let field = |name: &str| {
             meta.get(name)
                 .and_then(Value::as_str)
@@ -144,6 +136,18 @@ pub fn print(json: bool, value: &Value, human: impl FnOnce(&Value)) -> anyhow::R
     Ok(())
 }
 
+/// The authority's discovery document (RFC 8414) at `server`.
+pub async fn discover(http: &reqwest::Client, server: &str) -> anyhow::Result<Value> {
+    http.get(format!("{server}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the authority at {server}"))?
+        .error_for_status()?
+        .json()
+        .await
+        .context("discovery document is not JSON")
+}
+
 pub fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("-")
 }
@@ -203,6 +207,9 @@ fn print_client(c: &Value) {
     if !logout.is_empty() {
         out!("logout to:   {logout}");
     }
+    if let Some(id) = c.get("tls_client_auth_san_uri").and_then(Value::as_str) {
+        out!("svid:        {id}   (tls_client_auth on the mtls listener; tokens bound to the certificate)");
+    }
     if let Some(serves) = c.get("serves").and_then(Value::as_str) {
         out!("serves:      {serves}");
     }
@@ -214,6 +221,44 @@ fn print_client(c: &Value) {
         "token ttl:   {}",
         c.get("access_token_ttl").and_then(Value::as_str).unwrap_or("default")
     );
+}
+
+fn print_cas(v: &Value) {
+    out!(
+        "trust domain {}   bundle sequence {}",
+        s(v, "trust_domain"),
+        v.get("bundle_sequence").and_then(Value::as_u64).unwrap_or(0)
+    );
+    out!("{:<44} {:<8} {:>11} {:>11}", "CA_ID", "STATE", "CREATED", "NOT_AFTER");
+    for c in v.get("cas").and_then(Value::as_array).into_iter().flatten() {
+        out!(
+            "{:<44} {:<8} {:>11} {:>11}",
+            s(c, "ca_id"),
+            s(c, "state"),
+            time(c, "created_at"),
+            time(c, "not_after")
+        );
+    }
+}
+
+/// `castellan ca ...`.
+pub async fn ca(cmd: crate::cli::CaCommand) -> anyhow::Result<()> {
+    use crate::cli::CaCommand;
+    match cmd {
+        CaCommand::List { conn } => {
+            let admin = Admin::connect(&conn).await?;
+            let v = admin.call(reqwest::Method::GET, "/ca", None).await?;
+            print(admin.json, &v, print_cas)
+        }
+        CaCommand::Rotate { conn } => {
+            let admin = Admin::connect(&conn).await?;
+            if !admin.json {
+                eprintln!("rotating the internal CA...");
+            }
+            let v = admin.call(reqwest::Method::POST, "/ca/rotate", None).await?;
+            print(admin.json, &v, print_cas)
+        }
+    }
 }
 
 pub async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
@@ -279,6 +324,7 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
             post_logout_redirect_uris,
             serves,
             exchange_audiences,
+            tls_client_auth,
             conn,
         } => {
             if let Some(ttl) = &access_token_ttl {
@@ -295,6 +341,10 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<()> {
             });
             if let (Some(aud), Some(obj)) = (serves, body.as_object_mut()) {
                 obj.insert("serves".to_owned(), json!(aud));
+            }
+            if let (Some(id), Some(obj)) = (tls_client_auth, body.as_object_mut()) {
+                let id = castellan_ca::SpiffeId::parse(&id).context("--tls-client-auth")?;
+                obj.insert("tls_client_auth_san_uri".to_owned(), json!(id.as_str()));
             }
             if let (Some(ttl), Some(obj)) = (access_token_ttl, body.as_object_mut()) {
                 obj.insert("access_token_ttl".to_owned(), json!(ttl));

@@ -54,6 +54,23 @@ pub enum Command {
     /// Workload identity: register SPIFFE IDs, fetch X.509 SVIDs with a join token.
     #[command(subcommand)]
     Workload(workload::WorkloadCommand),
+    /// The internal CA: list CAs, rotate to the published next CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// List the CAs in the trust bundle and their states.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Make the published next CA sign now; the old one stays in the bundle until its SVIDs expire.
+    Rotate {
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +221,10 @@ pub enum KeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process from the command line; boxing would only obscure clap's derive"
+)]
 pub enum ClientCommand {
     /// Register a client; prints its id and (once) its secret.
     Create {
@@ -236,6 +257,10 @@ pub enum ClientCommand {
         /// Audience(s) it may exchange tokens toward (RFC 8693); needs --serves.
         #[arg(long = "exchange-audience", num_args = 1.., value_name = "AUD")]
         exchange_audiences: Vec<String>,
+        /// Authenticate with an SVID naming this SPIFFE ID (RFC 8705
+        /// tls_client_auth, on the mTLS listener): no secret, tokens bound to the certificate.
+        #[arg(long = "tls-client-auth", value_name = "SPIFFE_ID")]
+        tls_client_auth: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -286,5 +311,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verifiers(VerifiersCommand::List { conn }) => admin::verifiers(&conn).await,
         Command::Gate(args) => gate::run(args, cli.log_format).await,
         Command::Workload(cmd) => workload::run(cmd).await,
+        Command::Ca(cmd) => admin::ca(cmd).await,
     }
 }

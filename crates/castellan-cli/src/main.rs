@@ -15,6 +15,7 @@ mod gate;
 mod serve;
 mod users;
 mod workload;
+mod workload_agent;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// TOML config file.
     #[arg(long, env = "CASTELLAN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Also listen here with mTLS for workloads (SVID renewal, RFC 8705
+    /// tls_client_auth); port 0 picks a free port.
+    #[arg(long, env = "CASTELLAN_MTLS_LISTEN", value_name = "ADDR")]
+    pub mtls_listen: Option<SocketAddr>,
 }
 
 fn build_config(file: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<Config> {
@@ -51,6 +55,9 @@ fn build_config(file: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<Confi
     }
     if let Some(td) = &args.trust_domain {
         config.trust_domain = Some(td.clone());
+    }
+    if let Some(m) = args.mtls_listen {
+        config.ca.mtls_listen = Some(m);
     }
     if let Some(db) = &args.database {
         // `--database` names an external PostgreSQL store; never echo it (it may hold a password).
@@ -117,6 +124,16 @@ pub async fn run(args: ServeArgs, log: LogFormat) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     config.listen = listener.local_addr()?;
+    let mtls = match config.ca.mtls_listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (mtls)"))?;
+            config.ca.mtls_listen = Some(l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
     let authority = Authority::open(config, &StartEnv::from_process(), Arc::new(SystemClock)).await?;
     let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
@@ -132,6 +149,27 @@ pub async fn run(args: ServeArgs, log: LogFormat) -> anyhow::Result<()> {
     writeln!(out, "listening on {}", authority.issuer())?;
     out.flush()?;
     drop(out);
-    castellan_authority::server::serve(authority, listener, shutdown_signal()).await?;
+    if let Some(m) = authority.config().mtls_url() {
+        tracing::info!(url = %m, "mtls for workloads (svid renewal, tls_client_auth)");
+    }
+    let Some(mtls) = mtls else {
+        castellan_authority::server::serve(authority, listener, shutdown_signal()).await?;
+        return Ok(());
+    };
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let (plain, secure) = tokio::join!(
+        castellan_authority::server::serve(authority.clone(), listener, until(stop_rx.clone())),
+        castellan_authority::mtls::serve_mtls(authority, mtls, until(stop_rx)),
+    );
+    plain?;
+    secure?;
     Ok(())
 }

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The files `workload svid` writes into `--out`.
-const KEY_FILE: &str = "svid_key.pem";
-const SVID_FILE: &str = "svid.pem";
-const BUNDLE_FILE: &str = "bundle.pem";
+pub(crate) const KEY_FILE: &str = "svid_key.pem";
+pub(crate) const SVID_FILE: &str = "svid.pem";
+pub(crate) const BUNDLE_FILE: &str = "bundle.pem";
 
 #[derive(Debug, Subcommand)]
 pub enum WorkloadCommand {
@@ -50,6 +50,46 @@ pub enum WorkloadCommand {
     /// Exchange a join token for an SVID: makes a key here, sends only a CSR,
     /// and writes svid.pem, svid_key.pem (0600) and bundle.pem into `--out`.
     Svid(SvidArgs),
+    /// Renew the SVID in `--out` once, over mTLS with that SVID (a new key,
+    /// the same SPIFFE ID, a fresh bundle).
+    Renew(RenewArgs),
+    /// Keep the SVID in `--out` fresh: renew over mTLS at half-life (and
+    /// retry with backoff), replacing the files atomically. With
+    /// `--join-token`, fetch the first SVID when the directory has none.
+    Agent(AgentArgs),
+}
+
+/// Where to renew: the authority and the SVID directory.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// Directory holding svid.pem, svid_key.pem and bundle.pem.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Authority URL (its discovery names the mTLS renewal endpoint).
+    #[arg(long, env = "CASTELLAN_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// The mTLS renewal endpoint, instead of discovering it.
+    #[arg(long, env = "CASTELLAN_RENEWAL_ENDPOINT", value_name = "URL")]
+    pub renewal_endpoint: Option<String>,
+    /// Also trust this PEM CA certificate when the server is `https://`.
+    #[arg(long, env = "CASTELLAN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `castellan workload agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub renew: RenewArgs,
+    /// Join token for the first SVID when `--out` holds none (or only an expired one).
+    #[arg(long, env = "CASTELLAN_JOIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub join_token: Option<String>,
+    /// Exit after this many renewals (for tests and cron-style use).
+    #[arg(long, value_name = "N", hide = true)]
+    pub max_renewals: Option<u64>,
 }
 
 /// `castellan workload svid`: no admin credentials, the join token is the credential.
@@ -108,6 +148,11 @@ pub async fn run(cmd: WorkloadCommand) -> anyhow::Result<()> {
             })
         }
         WorkloadCommand::Svid(args) => svid(args).await,
+        WorkloadCommand::Renew(args) => {
+            let outcome = crate::workload_agent::renew_once(&args).await?;
+            crate::workload_agent::print_renewed(&args, &outcome)
+        }
+        WorkloadCommand::Agent(args) => crate::workload_agent::agent(args).await,
     }
 }
 
@@ -171,7 +216,7 @@ fn secs_text(v: &Value, k: &str) -> String {
 }
 
 /// `2025-01-02T03:04:05Z (unix 1735787045, in 59m 58s)`.
-fn when(t: Option<i64>) -> String {
+pub(crate) fn when(t: Option<i64>) -> String {
     let Some(t) = t else {
         return "-".to_owned();
     };
@@ -217,15 +262,15 @@ fn rfc3339(t: i64) -> String {
 
 /// What `POST /workload/v1/svid` answers.
 #[derive(Deserialize)]
-struct SvidResponse {
-    spiffe_id: String,
-    svid_pem: String,
-    bundle_pem: String,
-    not_after: i64,
-    renew_at: i64,
+pub(crate) struct SvidResponse {
+    pub(crate) spiffe_id: String,
+    pub(crate) svid_pem: String,
+    pub(crate) bundle_pem: String,
+    pub(crate) not_after: i64,
+    pub(crate) renew_at: i64,
 }
 
-async fn error_of(resp: reqwest::Response) -> anyhow::Error {
+pub(crate) async fn error_of(resp: reqwest::Response) -> anyhow::Error {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     let code = body.get("error").and_then(Value::as_str).unwrap_or("error");
@@ -233,7 +278,7 @@ async fn error_of(resp: reqwest::Response) -> anyhow::Error {
     anyhow!("{status}: {code}: {desc}")
 }
 
-fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+pub(crate) fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     let mut http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60));
@@ -247,7 +292,7 @@ fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
 }
 
 /// The join token is a bearer credential: warn when it would cross a network in clear text.
-fn warn_if_cleartext(server: &str) {
+pub(crate) fn warn_if_cleartext(server: &str) {
     let Ok(url) = reqwest::Url::parse(server) else {
         return;
     };
@@ -264,7 +309,7 @@ fn warn_if_cleartext(server: &str) {
 }
 
 /// `castellan workload svid`.
-async fn svid(args: SvidArgs) -> anyhow::Result<()> {
+pub async fn svid(args: SvidArgs) -> anyhow::Result<()> {
     let server = args.server.trim_end_matches('/');
     let token = args.join_token.trim();
     if token.is_empty() {
@@ -274,15 +319,7 @@ async fn svid(args: SvidArgs) -> anyhow::Result<()> {
     let http = http_client(args.ca_file.as_deref())?;
 
     eprintln!("[1/5] discovering the authority at {server}");
-    let meta: Value = http
-        .get(format!("{server}/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the authority at {server}"))?
-        .error_for_status()?
-        .json()
-        .await
-        .context("discovery document is not JSON")?;
+    let meta = crate::admin::discover(&http, server).await?;
     let field = |name: &str| {
         meta.get(name)
             .and_then(Value::as_str)
@@ -317,15 +354,7 @@ async fn svid(args: SvidArgs) -> anyhow::Result<()> {
     let id = check_issued(&issued, &trust_domain, key.pkcs8_der())?;
 
     eprintln!("[5/5] writing {KEY_FILE}, {SVID_FILE} and {BUNDLE_FILE}");
-    let key_pem = key.key_pem();
-    write_files(
-        &args.out,
-        &[
-            (KEY_FILE, key_pem.as_bytes(), true),
-            (SVID_FILE, issued.svid_pem.as_bytes(), false),
-            (BUNDLE_FILE, issued.bundle_pem.as_bytes(), false),
-        ],
-    )?;
+    write_svid(&args.out, &key, &issued)?;
 
     let paths = |f: &str| args.out.join(f).display().to_string();
     let v = json!({
@@ -349,7 +378,11 @@ async fn svid(args: SvidArgs) -> anyhow::Result<()> {
 /// Checks what came back before anything is written: the leaf names the ID
 /// the authority reports (inside its trust domain), carries the key made
 /// here, and its issuers are in the trust bundle.
-fn check_issued(issued: &SvidResponse, trust_domain: &TrustDomain, pkcs8_der: &[u8]) -> anyhow::Result<SpiffeId> {
+pub(crate) fn check_issued(
+    issued: &SvidResponse,
+    trust_domain: &TrustDomain,
+    pkcs8_der: &[u8],
+) -> anyhow::Result<SpiffeId> {
     let id = SpiffeId::parse(&issued.spiffe_id).context("the authority answered an invalid SPIFFE ID")?;
     if !id.is_member_of(trust_domain) {
         bail!(
@@ -382,8 +415,21 @@ fn check_issued(issued: &SvidResponse, trust_domain: &TrustDomain, pkcs8_der: &[
     Ok(id)
 }
 
+/// Replaces the key, the SVID and the bundle in `dir`, the key first.
+pub(crate) fn write_svid(dir: &Path, key: &castellan_ca::WorkloadKey, issued: &SvidResponse) -> anyhow::Result<()> {
+    let key_pem = key.key_pem();
+    write_files(
+        dir,
+        &[
+            (KEY_FILE, key_pem.as_bytes(), true),
+            (SVID_FILE, issued.svid_pem.as_bytes(), false),
+            (BUNDLE_FILE, issued.bundle_pem.as_bytes(), false),
+        ],
+    )
+}
+
 /// Creates `dir` (0700) when missing; refuses a path that is not a directory.
-fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => return Ok(()),
         Ok(_) => bail!("`{}` exists and is not a directory", dir.display()),
@@ -449,7 +495,7 @@ fn write_temp(dir: &Path, name: &str, contents: &[u8], private: bool) -> anyhow:
 
 /// Replaces every file atomically, in order: all are written to temporary
 /// files first (the key first), then renamed into place one after another.
-fn write_files(dir: &Path, files: &[(&str, &[u8], bool)]) -> anyhow::Result<()> {
+pub(crate) fn write_files(dir: &Path, files: &[(&str, &[u8], bool)]) -> anyhow::Result<()> {
     let mut temps = Vec::with_capacity(files.len());
     for (name, contents, private) in files {
         temps.push((write_temp(dir, name, contents, *private)?, *name));

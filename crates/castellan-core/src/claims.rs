@@ -31,6 +31,22 @@ pub struct AccessTokenClaims {
     /// current actor, with the previous one nested inside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// Proof-of-possession confirmation (RFC 7800 `cnf`): the token is bound
+    /// to a TLS client certificate (RFC 8705 §3.1) and is good only on a
+    /// connection whose peer presented that certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim (RFC 7800 §3.1). Castellan binds tokens to a TLS client
+/// certificate only; any other confirmation method is refused on reading
+/// (a binding nobody can check must not be dropped silently), as the verifier does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// base64url (no padding) SHA-256 of the DER client certificate (RFC 8705 §3.1).
+    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
 }
 
 /// One link of a delegation chain (RFC 8693 `act`).
@@ -64,5 +80,52 @@ impl Actor {
             at = next;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(cnf: Option<Confirmation>) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: "https://auth.test".into(),
+            sub: "svc".into(),
+            aud: "orders".into(),
+            exp: 2,
+            iat: 1,
+            jti: "j".into(),
+            client_id: "svc".into(),
+            sid: "s".into(),
+            scope: None,
+            act: None,
+            cnf,
+        }
+    }
+
+    #[test]
+    fn cnf_is_written_as_rfc_8705_says_and_left_out_when_absent() {
+        let bound = claims(Some(Confirmation {
+            x5t_s256: Some("thbqhTn-NgSunJ-Djay6BwUqH4_q6KFufC3NBjVMMmg".into()),
+        }));
+        let v = serde_json::to_value(&bound).unwrap();
+        assert_eq!(
+            v["cnf"],
+            json!({"x5t#S256": "thbqhTn-NgSunJ-Djay6BwUqH4_q6KFufC3NBjVMMmg"})
+        );
+        assert_eq!(serde_json::from_value::<AccessTokenClaims>(v).unwrap(), bound);
+        let v = serde_json::to_value(claims(None)).unwrap();
+        assert!(v.get("cnf").is_none());
+        assert_eq!(serde_json::from_value::<AccessTokenClaims>(v).unwrap().cnf, None);
+    }
+
+    #[test]
+    fn other_confirmation_methods_are_refused() {
+        let mut v = serde_json::to_value(claims(None)).unwrap();
+        v["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+        assert!(serde_json::from_value::<AccessTokenClaims>(v.clone()).is_err());
+        v["cnf"] = json!({"x5t#S256": "thbqhTn-NgSunJ-Djay6BwUqH4_q6KFufC3NBjVMMmg", "jkt": "x"});
+        assert!(serde_json::from_value::<AccessTokenClaims>(v).is_err());
     }
 }

@@ -6,6 +6,6 @@ pub mod claims;
 pub mod clock;
 pub mod duration;
 
-pub use claims::{AccessTokenClaims, Actor};
+pub use claims::{AccessTokenClaims, Actor, Confirmation};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use duration::{format_duration, parse_duration, DurationError, HumanDuration};

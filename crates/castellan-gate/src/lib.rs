@@ -25,7 +25,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use castellan_verify::{rejection_response, verify_request, FailMode, Rejection, Verifier};
+use castellan_verify::{
+    rejection_response, verify_request_presented, FailMode, PresentedCertificate, Rejection, Verifier,
+};
 use http::{HeaderName, HeaderValue};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
@@ -146,10 +148,11 @@ fn prepare_mtls(config: &MtlsConfig, proxy_mode: bool) -> Result<(Mtls, proxy::U
                 "--upstream-spiffe-id `{id}` is outside the gate's trust domain `{trust_domain}`"
             )))
         }
-        Some(id) => proxy::UpstreamClient::mtls(mtls::client_config(&source, id.clone())?),
+        Some(id) => proxy::UpstreamClient::mtls(mtls::client_config(source.clone(), id.clone())?),
         None => proxy::UpstreamClient::plain(),
     };
-    let server = Arc::new(mtls::server_config(&source)?);
+    let material: Arc<dyn castellan_workload::CurrentMaterial> = source.clone();
+    let server = Arc::new(mtls::server_config(&material)?);
     tracing::info!(
         spiffe_id = %source.id(),
         allow_peers = config.allow_peers.len(),
@@ -251,7 +254,7 @@ pub async fn bind(
             .map(|m| tokio::spawn(m.source.clone().watch(m.reload_interval)));
         let main_server = async move {
             match mtls {
-                Some(m) => mtls::serve(listener, m.server, main, until(stop_main)).await,
+                Some(m) => mtls::serve(listener, m.server, main, until(stop_main), mtls::LISTENER_METRICS).await,
                 None => {
                     // No Nagle delay on small proxied answers.
                     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -351,7 +354,10 @@ async fn handle(State(gate): State<Arc<Gate>>, ConnectInfo(peer): ConnectInfo<So
         metrics::counter!("castellan_gate_requests_total", "outcome" => "not_ready").increment(1);
         return rejection_response(&Rejection::NotReady);
     };
-    let token = match verify_request(&verifier, req.headers()).await {
+    // On the mTLS listener: the client certificate, for bound tokens (RFC
+    // 8705); elsewhere none, so a bound token is refused.
+    let presented = req.extensions().get::<PresentedCertificate>();
+    let token = match verify_request_presented(&verifier, req.headers(), presented).await {
         Ok(t) => t,
         Err(r) => {
             metrics::counter!("castellan_gate_requests_total", "outcome" => r.label()).increment(1);

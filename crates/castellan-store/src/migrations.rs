@@ -123,4 +123,7 @@ CREATE TABLE join_tokens (
     used_at    INTEGER
 );
 "#,
+    r#"
+ALTER TABLE clients ADD COLUMN tls_client_auth_san_uri TEXT;
+"#,
 ];

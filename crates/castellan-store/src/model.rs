@@ -38,6 +38,9 @@ pub struct ClientRecord {
     pub serves: Option<String>,
     /// Audiences it may exchange tokens toward.
     pub exchange_audiences: Vec<String>,
+    /// RFC 8705 `tls_client_auth`: the SPIFFE ID (URI SAN) the client's
+    /// certificate must carry; it then has no secret.
+    pub tls_client_auth_san_uri: Option<String>,
 }
 
 impl fmt::Debug for ClientRecord {

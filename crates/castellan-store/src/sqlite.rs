@@ -107,6 +107,7 @@ fn client_from_row(row: &SqliteRow) -> StoreResult<ClientRecord> {
         public: row.try_get::<i64, _>("public")? != 0,
         serves: row.try_get("serves")?,
         exchange_audiences: serde_json::from_str(&exchange).map_err(|e| corrupt("client", e))?,
+        tls_client_auth_san_uri: row.try_get("tls_client_auth_san_uri")?,
     })
 }
 
@@ -250,8 +251,8 @@ impl Store for SqliteStore {
     async fn insert_client(&self, c: &ClientRecord) -> StoreResult<()> {
         let res = sqlx::query(
             "INSERT INTO clients (client_id, name, secret_hash, audiences, scopes, access_token_ttl, jwks, admin, created_at, \
-             redirect_uris, post_logout_redirect_uris, public, serves, exchange_audiences) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO NOTHING",
+             redirect_uris, post_logout_redirect_uris, public, serves, exchange_audiences, tls_client_auth_san_uri) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_id) DO NOTHING",
         )
         .bind(&c.client_id)
         .bind(&c.name)
@@ -267,6 +268,7 @@ impl Store for SqliteStore {
         .bind(i64::from(c.public))
         .bind(&c.serves)
         .bind(to_json(&c.exchange_audiences)?)
+        .bind(&c.tls_client_auth_san_uri)
         .execute(&self.pool)
         .await?;
         if res.rows_affected() == 0 {

@@ -24,6 +24,7 @@ fn client(id: &str) -> ClientRecord {
         public: false,
         serves: None,
         exchange_audiences: vec![],
+        tls_client_auth_san_uri: None,
     }
 }
 

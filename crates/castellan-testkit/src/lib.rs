@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a test helper: failing loudly is its job
 
 pub mod browser;
+pub mod workload;
 
 use castellan_authority::{Authority, Config, StartEnv};
 use castellan_core::ManualClock;
@@ -46,6 +47,8 @@ pub struct TestAuthority {
 /// as far as clients can tell; in-flight streams end abruptly).
 struct Server {
     kill: oneshot::Sender<()>,
+    /// Stops the mTLS listener, when there is one.
+    kill_mtls: Option<oneshot::Sender<()>>,
 }
 
 fn env() -> StartEnv {
@@ -56,7 +59,24 @@ fn env() -> StartEnv {
     }
 }
 
-fn serve(listener: tokio::net::TcpListener, authority: Arc<Authority>) -> Server {
+fn serve(
+    listener: tokio::net::TcpListener,
+    mtls: Option<tokio::net::TcpListener>,
+    authority: Arc<Authority>,
+) -> Server {
+    let kill_mtls = mtls.map(|l| {
+        let (kill, killed) = oneshot::channel::<()>();
+        let auth = authority.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = killed.await;
+            };
+            if let Err(e) = castellan_authority::mtls::serve_mtls(auth, l, stop).await {
+                eprintln!("testkit: mtls listener failed: {e}");
+            }
+        });
+        kill
+    });
     let (kill, mut killed) = oneshot::channel::<()>();
     let app = castellan_authority::http::router(authority);
     tokio::spawn(async move {
@@ -78,7 +98,17 @@ fn serve(listener: tokio::net::TcpListener, authority: Arc<Authority>) -> Server
         }
         conns.abort_all();
     });
-    Server { kill }
+    Server { kill, kill_mtls }
+}
+
+async fn bind_retrying(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
+    for _ in 0..50 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    tokio::net::TcpListener::bind(addr).await.expect("the same port again")
 }
 
 impl TestAuthority {
@@ -98,11 +128,19 @@ impl TestAuthority {
             ..Config::default()
         };
         tweak(&mut config);
+        let mtls = match config.ca.mtls_listen {
+            Some(at) => {
+                let l = tokio::net::TcpListener::bind(at).await.expect("bind mtls");
+                config.ca.mtls_listen = Some(l.local_addr().expect("mtls addr"));
+                Some(l)
+            }
+            None => None,
+        };
         let clock = ManualClock::starting_now();
         let authority = Authority::open(config.clone(), &env(), Arc::new(clock.clone()))
             .await
             .expect("authority starts");
-        let server = serve(listener, authority.clone());
+        let server = serve(listener, mtls, authority.clone());
         Self {
             url: authority.issuer().to_owned(),
             authority,
@@ -118,7 +156,20 @@ impl TestAuthority {
     pub fn kill(&mut self) {
         if let Some(server) = self.server.take() {
             let _ = server.kill.send(());
+            if let Some(k) = server.kill_mtls {
+                let _ = k.send(());
+            }
         }
+    }
+
+    /// With the mTLS listener for workloads on a free loopback port.
+    pub async fn start_with_mtls() -> Self {
+        Self::start_with(|c| c.ca.mtls_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))).await
+    }
+
+    /// The base URL of the mTLS listener, when there is one.
+    pub fn mtls_url(&self) -> Option<String> {
+        self.config.mtls_url()
     }
 
     /// Starts the authority again on a new, empty store (as after a restore
@@ -134,21 +185,15 @@ impl TestAuthority {
     /// Starts the authority again on the same address, data dir and clock.
     pub async fn restart(&mut self) {
         self.kill();
-        let mut listener = None;
-        for _ in 0..50 {
-            match tokio::net::TcpListener::bind(self.config.listen).await {
-                Ok(l) => {
-                    listener = Some(l);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        }
-        let listener = listener.expect("the same port again");
+        let listener = bind_retrying(self.config.listen).await;
+        let mtls = match self.config.ca.mtls_listen {
+            Some(at) => Some(bind_retrying(at).await),
+            None => None,
+        };
         self.authority = Authority::open(self.config.clone(), &env(), Arc::new(self.clock.clone()))
             .await
             .expect("authority restarts");
-        self.server = Some(serve(listener, self.authority.clone()));
+        self.server = Some(serve(listener, mtls, self.authority.clone()));
     }
 
     /// `POST /oauth2/token` with a form, Basic-authenticated when `basic` is given.

@@ -67,6 +67,7 @@ fn claims(n: usize) -> AccessTokenClaims {
         sid: id("sid"),
         scope: Some("orders:read orders:write".to_owned()),
         act: None,
+        cnf: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The verifier in front of handlers: a tower [`Layer`](tower::Layer) and an
 //! axum extractor, answering RFC 6750 errors.
 
-use crate::{Rejection, VerifiedToken, Verifier};
+use crate::{PresentedCertificate, Rejection, VerifiedToken, Verifier};
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::response::{IntoResponse, Response};
@@ -69,16 +69,30 @@ pub fn rejection_response(rejection: &Rejection) -> Response {
     resp
 }
 
-/// Verifies the request's token with `verifier`.
+/// Verifies the request's token with `verifier`, as arrived with no client
+/// certificate (a certificate-bound token is refused).
 pub async fn verify_request(verifier: &Verifier, headers: &HeaderMap) -> Result<VerifiedToken, Rejection> {
+    verify_request_presented(verifier, headers, None).await
+}
+
+/// Verifies the request's token with `verifier`, checking a certificate
+/// binding against `presented`: the client certificate of the connection the
+/// request came on, as the TLS terminator put it into the request extensions.
+pub async fn verify_request_presented(
+    verifier: &Verifier,
+    headers: &HeaderMap,
+    presented: Option<&PresentedCertificate>,
+) -> Result<VerifiedToken, Rejection> {
     match bearer(headers)? {
-        Some(token) => verifier.verify(token).await,
+        Some(token) => verifier.verify_presented(token, presented).await,
         None => Err(Rejection::Missing),
     }
 }
 
 /// Admits requests with a valid token; puts the [`VerifiedToken`] into the
-/// request extensions; answers everything else with RFC 6750 errors.
+/// request extensions; answers everything else with RFC 6750 errors. A
+/// [`PresentedCertificate`] in the request extensions (put there by whatever
+/// terminated TLS) is checked against a certificate-bound token.
 #[derive(Debug, Clone)]
 pub struct VerifyLayer {
     verifier: Verifier,
@@ -127,7 +141,10 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            match verify_request(&verifier, req.headers()).await {
+            let verified =
+                verify_request_presented(&verifier, req.headers(), req.extensions().get::<PresentedCertificate>())
+                    .await;
+            match verified {
                 Ok(token) => {
                     req.extensions_mut().insert(token);
                     inner.call(req).await
@@ -150,7 +167,8 @@ impl IntoResponse for RejectionResponse {
 
 /// `VerifiedToken` as an axum extractor: taken from the extensions when a
 /// [`VerifyLayer`] already verified the request, otherwise verified here
-/// with the [`Verifier`] in the router state.
+/// with the [`Verifier`] in the router state (and the [`PresentedCertificate`]
+/// in the extensions, if any).
 impl<S> FromRequestParts<S> for VerifiedToken
 where
     Verifier: FromRef<S>,
@@ -163,8 +181,12 @@ where
             return Ok(token.clone());
         }
         let verifier = Verifier::from_ref(state);
-        verify_request(&verifier, &parts.headers)
-            .await
-            .map_err(RejectionResponse)
+        verify_request_presented(
+            &verifier,
+            &parts.headers,
+            parts.extensions.get::<PresentedCertificate>(),
+        )
+        .await
+        .map_err(RejectionResponse)
     }
 }

@@ -71,6 +71,17 @@ pub enum Rejection {
     /// This service accepts only exchanged tokens, and this one has no `act`.
     #[error("token carries no delegation (`act`)")]
     DelegationRequired,
+    /// `cnf` names a confirmation method other than `x5t#S256` (RFC 8705),
+    /// alone or beside it: a binding this verifier cannot check.
+    #[error("token bound by an unsupported confirmation method")]
+    UnsupportedConfirmation,
+    /// The token is bound to a client certificate (`cnf` `x5t#S256`) and the
+    /// connection presented none.
+    #[error("token is bound to a client certificate and none was presented")]
+    BoundTokenWithoutCertificate,
+    /// The token is bound to another client certificate than the one presented.
+    #[error("client certificate does not match the token's binding")]
+    CertificateMismatch,
     /// Revoked.
     #[error("token revoked")]
     Revoked(RevokedBy),
@@ -111,6 +122,9 @@ impl Rejection {
             Self::LifetimeTooLong => "lifetime",
             Self::DelegationTooDeep => "delegation_depth",
             Self::DelegationRequired => "delegation_required",
+            Self::UnsupportedConfirmation => "unsupported_confirmation",
+            Self::BoundTokenWithoutCertificate => "bound_without_certificate",
+            Self::CertificateMismatch => "certificate_mismatch",
             Self::Revoked(_) => "revoked",
             Self::Stale => "stale",
             Self::NotReady => "not_ready",

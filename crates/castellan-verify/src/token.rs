@@ -54,6 +54,10 @@ pub struct VerifiedClaims {
     pub kid: String,
     /// The `act` claim (token exchange delegation chain), verbatim.
     pub act: Option<serde_json::Value>,
+    /// The client certificate thumbprint the token is bound to (`cnf`
+    /// `x5t#S256`, RFC 8705 §3.1). When set, the token was accepted only
+    /// because the connection's peer presented that certificate.
+    pub cnf_x5t_s256: Option<String>,
 }
 
 impl VerifiedClaims {

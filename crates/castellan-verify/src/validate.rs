@@ -1,7 +1,8 @@
 //! The validation code path: one pure function, every check in one place.
 
+use crate::binding;
 use crate::token::VerifiedClaims;
-use crate::{EffectiveProfile, Rejection, RevocationState, VerifiedToken};
+use crate::{EffectiveProfile, PresentedCertificate, Rejection, RevocationState, VerifiedToken};
 use castellan_core::UnixTime;
 use castellan_jose::{verify_compact, VerifyOptions, VerifyingKey, MAX_TOKEN_BYTES};
 use serde_json::{Map, Value};
@@ -67,10 +68,30 @@ fn delegation_depth(act: &Value) -> Result<usize, Rejection> {
     }
 }
 
+/// Validates an access token that arrived with no client certificate:
+/// [`validate_presented`] with none, so a certificate-bound token is refused.
+pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken, Rejection> {
+    validate_presented(token, cx, None)
+}
+
 /// Validates an access token: structure and size, the signature with the key
 /// found by `kid` (its algorithm, never the header's), `typ`, issuer,
-/// audience, expiry, not-before, issued-at, lifetime, required claims and revocation.
-pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken, Rejection> {
+/// audience, expiry, not-before, issued-at, lifetime, required claims,
+/// revocation, and a certificate binding (`cnf`, RFC 8705) against the
+/// certificate `presented` on the connection.
+pub fn validate_presented(
+    token: &str,
+    cx: &ValidationContext<'_>,
+    presented: Option<&PresentedCertificate>,
+) -> Result<VerifiedToken, Rejection> {
+    let verified = validate_unbound(token, cx)?;
+    binding::check(verified.cnf_x5t_s256.as_deref(), presented)?;
+    Ok(verified)
+}
+
+/// Every check but the certificate binding, which the caller makes (the
+/// verifier does, on cache hits too). A `cnf` it cannot check is refused here.
+pub(crate) fn validate_unbound(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken, Rejection> {
     let p = cx.profile;
     let mut withdrawn = false;
     let mut disallowed = false;
@@ -155,6 +176,7 @@ pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken
         Some(a) if delegation_depth(a)? > p.max_delegation_depth => return Err(Rejection::DelegationTooDeep),
         Some(_) => {}
     }
+    let cnf_x5t_s256 = claims.get("cnf").map(binding::confirmation).transpose()?;
     if let Some(by) = cx.revocations.check(&sid, &sub, &client_id, iat) {
         return Err(Rejection::Revoked(by));
     }
@@ -170,5 +192,6 @@ pub fn validate(token: &str, cx: &ValidationContext<'_>) -> Result<VerifiedToken
         exp,
         kid: verified.kid,
         act,
+        cnf_x5t_s256,
     }))
 }

@@ -3,9 +3,10 @@
 use crate::cache::TokenCache;
 use crate::profile::LocalPolicy;
 use crate::sources::{discover, fetch_jwks, SseParser};
+use crate::validate::validate_unbound;
 use crate::{
-    validate, EffectiveProfile, KeyRing, ProfileError, Rejection, RevocationEvent, RevocationState, ValidationContext,
-    VerifiedToken,
+    binding, EffectiveProfile, KeyRing, PresentedCertificate, ProfileError, Rejection, RevocationEvent,
+    RevocationState, ValidationContext, VerifiedToken,
 };
 use arc_swap::ArcSwap;
 use castellan_core::{Clock, SystemClock};
@@ -328,13 +329,30 @@ impl Verifier {
         }
     }
 
-    /// Verifies a token. An unknown kid triggers one single-flight JWKS
-    /// refetch (at most once per cooldown) before the token is refused.
+    /// Verifies a token that arrived with no client certificate:
+    /// [`verify_presented`](Self::verify_presented) with none, so a
+    /// certificate-bound token is refused.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, Rejection> {
+        self.verify_presented(token, None).await
+    }
+
+    /// Verifies a token that arrived on a connection whose TLS peer
+    /// presented `presented` (or no certificate). A token bound to a
+    /// certificate (`cnf` `x5t#S256`, RFC 8705) is accepted only with that
+    /// certificate, checked on every call, cache hits included; a token
+    /// without `cnf` is unaffected by `presented`. An unknown kid triggers
+    /// one single-flight JWKS refetch (at most once per cooldown) before the
+    /// token is refused.
+    pub async fn verify_presented(
+        &self,
+        token: &str,
+        presented: Option<&PresentedCertificate>,
+    ) -> Result<VerifiedToken, Rejection> {
         let result = match self.inner.verify_now(token) {
             Err(Rejection::UnknownKey) if self.inner.refresh_for_unknown_kid().await => self.inner.verify_now(token),
             other => other,
-        };
+        }
+        .and_then(|t| binding::check(t.cnf_x5t_s256.as_deref(), presented).map(|()| t));
         match &result {
             Ok(_) => metrics::counter!("castellan_verify_total", "result" => "ok").increment(1),
             Err(r) => metrics::counter!("castellan_verify_total", "result" => r.label()).increment(1),
@@ -389,6 +407,8 @@ impl Inner {
         u128::from(self.millis_since_contact()) > self.profile.load().staleness_window.as_millis()
     }
 
+    /// Every check but the certificate binding, which
+    /// [`Verifier::verify_presented`] makes on cache hits and misses alike.
     fn verify_now(&self, token: &str) -> Result<VerifiedToken, Rejection> {
         if self.stale() {
             match self.fail_mode {
@@ -414,7 +434,7 @@ impl Inner {
             revocations: &revocations,
             now,
         };
-        let verified = validate(token, &cx)?;
+        let verified = validate_unbound(token, &cx)?;
         drop(revocations);
         self.cache.insert(token, verified.clone(), now);
         Ok(verified)

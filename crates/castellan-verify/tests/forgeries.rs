@@ -14,8 +14,8 @@ use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, EC
 use castellan_core::UnixTime;
 use castellan_jose::{b64, Algorithm, SigningKey, VerifyingKey, MAX_TOKEN_BYTES};
 use castellan_verify::{
-    validate, EffectiveProfile, KeyRing, LocalPolicy, Rejection, RevocationEvent, RevocationState, RevokedBy,
-    ValidationContext, ValidationProfile, VerifiedToken,
+    validate, validate_presented, x5t_s256, EffectiveProfile, KeyRing, LocalPolicy, PresentedCertificate, Rejection,
+    RevocationEvent, RevocationState, RevokedBy, ValidationContext, ValidationProfile, VerifiedToken,
 };
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -1434,6 +1434,129 @@ fn delegation_chains() {
         "a local policy cannot loosen the authority's depth"
     );
     cat.finish("delegation");
+}
+
+// ---------------------------------------------------------------------------
+// Certificate-bound tokens (RFC 8705)
+// ---------------------------------------------------------------------------
+
+fn presented(
+    token: &str,
+    cert: Option<&PresentedCertificate>,
+    revocations: &RevocationState,
+) -> Result<VerifiedToken, Rejection> {
+    validate_presented(
+        token,
+        &ValidationContext {
+            keys: &FX.ring,
+            profile: &FX.profile,
+            issuer: ISSUER,
+            audience: AUDIENCE,
+            revocations,
+            now: NOW,
+        },
+        cert,
+    )
+}
+
+#[test]
+fn certificate_bindings() {
+    let mine = PresentedCertificate::from_der(b"the caller's certificate");
+    let theirs = PresentedCertificate::from_der(b"another certificate");
+    let thumb = x5t_s256(mine.der());
+    let bound = sign(&FX.es, &claims_with(set("cnf", json!({"x5t#S256": thumb}))));
+    let unbound = genuine();
+    let none = RevocationState::default();
+
+    let ok = presented(&bound, Some(&mine), &none).unwrap();
+    assert_eq!(ok.cnf_x5t_s256.as_deref(), Some(thumb.as_str()));
+    assert_eq!(ok.sub, "alice");
+    assert_eq!(
+        presented(&bound, Some(&theirs), &none).unwrap_err(),
+        Rejection::CertificateMismatch
+    );
+    assert_eq!(
+        presented(&bound, None, &none).unwrap_err(),
+        Rejection::BoundTokenWithoutCertificate
+    );
+    assert_eq!(
+        run(&bound).unwrap_err(),
+        Rejection::BoundTokenWithoutCertificate,
+        "validate is validate_presented with no certificate"
+    );
+    for cert in [None, Some(&mine), Some(&theirs)] {
+        let t = presented(&unbound, cert, &none).unwrap();
+        assert_eq!(t.cnf_x5t_s256, None);
+        assert_eq!(t, run(&unbound).unwrap());
+    }
+    // Every other check still runs first: revocation wins over a good binding.
+    assert_eq!(
+        presented(&bound, Some(&mine), &revoked(&[("session", "sess-1", NOW)])).unwrap_err(),
+        Rejection::Revoked(RevokedBy::Session)
+    );
+
+    let mut cat = Catalogue::default();
+    let unsupported = || is(Rejection::UnsupportedConfirmation);
+    let malformed = || is(Rejection::MissingClaim("cnf".into()));
+    for (name, cnf, expect) in [
+        ("only jkt", json!({"jkt": thumb}), unsupported()),
+        (
+            "x5t#S256 beside jkt",
+            json!({"x5t#S256": thumb, "jkt": thumb}),
+            unsupported(),
+        ),
+        (
+            "x5t#S256 beside an unknown member",
+            json!({"x5t#S256": thumb, "x": 1}),
+            unsupported(),
+        ),
+        ("SHA-1 x5t", json!({"x5t": thumb}), unsupported()),
+        ("name in another case", json!({"X5T#S256": thumb}), unsupported()),
+        ("empty cnf", json!({}), malformed()),
+        ("cnf as an array", json!([thumb]), malformed()),
+        ("cnf null", Value::Null, malformed()),
+        ("thumbprint empty", json!({"x5t#S256": ""}), malformed()),
+        (
+            "thumbprint 42 characters",
+            json!({"x5t#S256": &thumb[..42]}),
+            malformed(),
+        ),
+        (
+            "thumbprint padded",
+            json!({"x5t#S256": format!("{thumb}=")}),
+            malformed(),
+        ),
+        (
+            "thumbprint in the standard alphabet",
+            json!({"x5t#S256": standard_b64(&b64::decode(&thumb).unwrap())}),
+            malformed(),
+        ),
+        (
+            "thumbprint with trailing bits set",
+            json!({"x5t#S256": with_trailing_bit(&thumb)}),
+            malformed(),
+        ),
+        (
+            "thumbprint of SHA-384 length",
+            json!({"x5t#S256": b64::encode(&[7; 48])}),
+            malformed(),
+        ),
+        ("thumbprint as bytes", json!({"x5t#S256": [1, 2, 3]}), malformed()),
+    ] {
+        cat.case(
+            format!("{name}, no certificate"),
+            &sign(&FX.es, &claims_with(set("cnf", cnf.clone()))),
+            expect,
+        );
+    }
+    cat.finish("certificate bindings");
+    for cnf in [json!({"jkt": thumb}), json!({"x5t#S256": &thumb[..42]})] {
+        let token = sign(&FX.es, &claims_with(set("cnf", cnf)));
+        assert!(
+            presented(&token, Some(&mine), &none).is_err(),
+            "a cnf the verifier cannot check is refused with a certificate too"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -121,6 +121,9 @@ pub struct ClientView {
     /// Audiences it may exchange tokens toward.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exchange_audiences: Vec<String>,
+    /// RFC 8705 `tls_client_auth`: the SPIFFE ID its certificate carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_uri: Option<String>,
 }
 
 impl ClientView {
@@ -137,6 +140,8 @@ impl ClientView {
                 .map(|s| HumanDuration::from_secs(s).to_string()),
             auth_method: if c.public {
                 "none"
+            } else if c.tls_client_auth_san_uri.is_some() {
+                "tls_client_auth"
             } else if c.jwks.is_some() {
                 "private_key_jwt"
             } else {
@@ -150,6 +155,7 @@ impl ClientView {
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             serves: c.serves.clone(),
             exchange_audiences: c.exchange_audiences.clone(),
+            tls_client_auth_san_uri: c.tls_client_auth_san_uri.clone(),
         }
     }
 }
@@ -186,6 +192,11 @@ pub struct CreateClient {
     /// Audiences it may exchange tokens addressed to `serves` toward (RFC 8693).
     #[serde(default)]
     pub exchange_audiences: Vec<String>,
+    /// Authenticate with an SVID carrying this SPIFFE ID (RFC 8705
+    /// `tls_client_auth`); no secret is issued then and its tokens are
+    /// bound to the certificate.
+    #[serde(default)]
+    pub tls_client_auth_san_uri: Option<String>,
 }
 
 /// A redirect URI we accept at registration: absolute, no fragment, at most
@@ -261,6 +272,24 @@ fn check_create(auth: &Authority, req: &CreateClient) -> Result<(), ApiError> {
             return bad("a public client has no credentials and cannot be an admin".into());
         }
     }
+    if let Some(uri) = &req.tls_client_auth_san_uri {
+        let id = castellan_ca::SpiffeId::parse(uri)
+            .map_err(|e| ApiError::invalid_request(format!("tls_client_auth_san_uri: {e}")))?;
+        if !id.is_member_of(auth.ca().trust_domain()) {
+            return bad(format!(
+                "tls_client_auth_san_uri `{id}` is outside trust domain `{}`",
+                auth.ca().trust_domain()
+            ));
+        }
+        if crate::mtls::is_reserved(&id) {
+            return bad(format!(
+                "tls_client_auth_san_uri `{id}` is reserved for the authority itself"
+            ));
+        }
+        if req.public || req.jwks.is_some() {
+            return bad("a tls_client_auth client has no other credentials: not public, no jwks".into());
+        }
+    }
     if let Some(ttl) = req.access_token_ttl {
         let max = auth.config().tokens.max_access_token_ttl;
         if ttl.secs() < 1 || ttl > max {
@@ -295,7 +324,7 @@ async fn create_client(State(auth): State<Arc<Authority>>, req: Request) -> Resu
         }
         None => None,
     };
-    let secret = if jwks.is_none() && !body.public {
+    let secret = if jwks.is_none() && !body.public && body.tls_client_auth_san_uri.is_none() {
         Some(new_client_secret().map_err(|e| ApiError::server_error(&e))?)
     } else {
         None
@@ -321,6 +350,7 @@ async fn create_client(State(auth): State<Arc<Authority>>, req: Request) -> Resu
         public: body.public,
         serves: body.serves.clone(),
         exchange_audiences: dedup(&body.exchange_audiences),
+        tls_client_auth_san_uri: body.tls_client_auth_san_uri.clone(),
     };
     match auth.store().insert_client(&record).await {
         Ok(()) => {}
@@ -393,6 +423,11 @@ async fn rotate_secret(
     }
     if c.public {
         return Err(ApiError::conflict("a public client has no secret"));
+    }
+    if c.tls_client_auth_san_uri.is_some() {
+        return Err(ApiError::conflict(
+            "client authenticates with tls_client_auth; it has no secret",
+        ));
     }
     let secret = new_client_secret().map_err(|e| ApiError::server_error(&e))?;
     let hash = auth.master().hash_secret(&secret);

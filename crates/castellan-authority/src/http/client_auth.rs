@@ -1,6 +1,7 @@
 //! Client authentication at the token, introspection and revocation
-//! endpoints: `client_secret_basic`, `client_secret_post` and
-//! `private_key_jwt` (RFC 7523), exactly one per request.
+//! endpoints: `client_secret_basic`, `client_secret_post`,
+//! `private_key_jwt` (RFC 7523), exactly one per request, or
+//! `tls_client_auth` (RFC 8705) with an SVID on the mTLS listener.
 
 use super::error::ApiError;
 use super::form::Form;
@@ -10,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use castellan_jose::{decode_unverified_claims, verify_compact, Jwks, VerifyOptions};
 use castellan_store::ClientRecord;
+use castellan_workload::{PeerIdentity, PresentedCertificate};
 use serde_json::Value;
 
 /// The `client_assertion_type` of RFC 7523.
@@ -59,6 +61,48 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
     }
 }
 
+/// What the TLS layer established about the caller: set only on the mTLS
+/// listener, after rustls verified the chain against the trust bundle.
+#[derive(Debug, Default, Clone)]
+pub struct Peer {
+    /// The SPIFFE ID of the client certificate.
+    pub identity: Option<PeerIdentity>,
+    /// The client certificate.
+    pub certificate: Option<PresentedCertificate>,
+}
+
+impl Peer {
+    /// From a request's extensions.
+    pub fn of<B>(req: &axum::http::Request<B>) -> Self {
+        Self {
+            identity: req.extensions().get::<PeerIdentity>().cloned(),
+            certificate: req.extensions().get::<PresentedCertificate>().cloned(),
+        }
+    }
+
+    /// The `x5t#S256` to bind tokens to: the certificate a `tls_client_auth`
+    /// client authenticated with (RFC 8705 §3).
+    pub fn binding_for(&self, client: &ClientRecord) -> Option<String> {
+        client.tls_client_auth_san_uri.as_ref()?;
+        self.certificate.as_ref().map(|c| c.x5t_s256().to_owned())
+    }
+}
+
+/// `tls_client_auth`: the certificate on this connection carries the
+/// client's registered SPIFFE ID.
+fn check_tls(client: ClientRecord, peer: &Peer) -> Result<ClientRecord, ApiError> {
+    let Some(registered) = client.tls_client_auth_san_uri.as_deref() else {
+        return Err(ApiError::invalid_client(FAILED));
+    };
+    match &peer.identity {
+        Some(id) if id.spiffe_id().as_str() == registered => Ok(client),
+        Some(_) => Err(ApiError::invalid_client(FAILED)),
+        None => Err(ApiError::invalid_client(
+            "client authenticates with tls_client_auth: call the mtls endpoint with its certificate",
+        )),
+    }
+}
+
 /// Authenticates the calling client. `endpoint` is this endpoint's URL, an
 /// accepted `aud` of a client assertion besides the issuer.
 pub async fn authenticate(
@@ -66,6 +110,7 @@ pub async fn authenticate(
     headers: &HeaderMap,
     form: &Form,
     endpoint: &str,
+    peer: &Peer,
 ) -> Result<ClientRecord, ApiError> {
     let basic = basic_credentials(headers)?;
     let post_secret = form.get("client_secret");
@@ -91,6 +136,13 @@ pub async fn authenticate(
     if let Some(assertion) = assertion {
         return check_assertion(auth, form, assertion, endpoint).await;
     }
+    if let Some(id) = form.get("client_id") {
+        if let Some(c) = auth.client(id).await? {
+            if c.tls_client_auth_san_uri.is_some() {
+                return check_tls(c, peer);
+            }
+        }
+    }
     Err(ApiError::invalid_client("client authentication required"))
 }
 
@@ -102,6 +154,7 @@ pub async fn authenticate_allowing_public(
     headers: &HeaderMap,
     form: &Form,
     endpoint: &str,
+    peer: &Peer,
 ) -> Result<ClientRecord, ApiError> {
     let credentials = headers.contains_key(header::AUTHORIZATION)
         || form.get("client_secret").is_some()
@@ -110,11 +163,12 @@ pub async fn authenticate_allowing_public(
         if let Some(id) = form.get("client_id") {
             return match auth.client(id).await? {
                 Some(c) if c.public => Ok(c),
+                Some(c) if c.tls_client_auth_san_uri.is_some() => check_tls(c, peer),
                 _ => Err(ApiError::invalid_client(FAILED)),
             };
         }
     }
-    let client = authenticate(auth, headers, form, endpoint).await?;
+    let client = authenticate(auth, headers, form, endpoint, peer).await?;
     Ok(client)
 }
 

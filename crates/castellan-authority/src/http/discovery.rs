@@ -13,8 +13,13 @@ use std::sync::Arc;
 pub fn metadata_document(auth: &Authority) -> serde_json::Value {
     let iss = auth.issuer();
     let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
-    let auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
-    let token_auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+    let mtls = auth.config().mtls_url();
+    let mut auth_methods = vec!["client_secret_basic", "client_secret_post", "private_key_jwt"];
+    if mtls.is_some() {
+        auth_methods.push("tls_client_auth");
+    }
+    let mut token_auth_methods = auth_methods.clone();
+    token_auth_methods.push("none");
     // Algorithms of the keys whose tokens are valid now (several after a change of `keys.algorithm`).
     let mut signing_algs: Vec<String> = Vec::new();
     for info in &auth.keys().current().infos {
@@ -22,7 +27,7 @@ pub fn metadata_document(auth: &Authority) -> serde_json::Value {
             signing_algs.push(info.alg.clone());
         }
     }
-    json!({
+    let mut doc = json!({
         "issuer": iss,
         "token_endpoint": format!("{iss}{}", paths::TOKEN),
         "jwks_uri": format!("{iss}{}", paths::JWKS),
@@ -56,7 +61,22 @@ pub fn metadata_document(auth: &Authority) -> serde_json::Value {
         "castellan_revocation_stream_endpoint": format!("{iss}{}", paths::REVOCATION_STREAM),
         "castellan_verifier_heartbeat_endpoint": format!("{iss}{}", paths::HEARTBEAT),
         "castellan_validation_profile": validation_profile(auth, &signing_algs),
-    })
+        "castellan_authority_spiffe_id": crate::mtls::authority_spiffe_id(auth.ca().trust_domain()).ok().map(|id| id.to_string()),
+    });
+    if let (Some(m), Some(obj)) = (mtls, doc.as_object_mut()) {
+        // RFC 8705 §5: where clients with certificates send their requests.
+        obj.insert(
+            "mtls_endpoint_aliases".to_owned(),
+            json!({
+                "token_endpoint": format!("{m}{}", paths::TOKEN),
+                "introspection_endpoint": format!("{m}{}", paths::INTROSPECT),
+                "revocation_endpoint": format!("{m}{}", paths::REVOKE),
+                "castellan_svid_renewal_endpoint": format!("{m}{}", paths::SVID_RENEW),
+            }),
+        );
+        obj.insert("tls_client_certificate_bound_access_tokens".to_owned(), json!(true));
+    }
+    doc
 }
 
 /// The validation settings every verifier applies; local config may only tighten them.

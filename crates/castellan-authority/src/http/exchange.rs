@@ -20,7 +20,12 @@ pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchang
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`.
-pub async fn token_exchange(auth: &Authority, client: &ClientRecord, form: &Form) -> Result<Response, ApiError> {
+pub async fn token_exchange(
+    auth: &Authority,
+    client: &ClientRecord,
+    form: &Form,
+    bound_to: Option<&str>,
+) -> Result<Response, ApiError> {
     if client.public {
         return Err(ApiError::unauthorized_client("a public client cannot exchange tokens"));
     }
@@ -106,6 +111,7 @@ pub async fn token_exchange(auth: &Authority, client: &ClientRecord, form: &Form
             aud: &aud,
             sid: &subject.sid,
             act: Some(&act),
+            bound_to,
         },
         scope.clone(),
         ttl,

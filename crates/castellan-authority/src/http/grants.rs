@@ -89,6 +89,7 @@ struct Minted<'a> {
     nonce: Option<String>,
     refresh_token: String,
     grant: &'static str,
+    bound_to: Option<&'a str>,
 }
 
 fn respond(auth: &Authority, m: Minted<'_>) -> Result<Response, ApiError> {
@@ -106,6 +107,7 @@ fn respond(auth: &Authority, m: Minted<'_>) -> Result<Response, ApiError> {
             aud: &m.session.audience,
             sid: &m.session.sid,
             act: None,
+            bound_to: m.bound_to,
         },
         m.scope.clone(),
         ttl,
@@ -138,7 +140,12 @@ fn respond(auth: &Authority, m: Minted<'_>) -> Result<Response, ApiError> {
 }
 
 /// `grant_type=authorization_code`.
-pub async fn authorization_code(auth: &Authority, client: &ClientRecord, form: &Form) -> Result<Response, ApiError> {
+pub async fn authorization_code(
+    auth: &Authority,
+    client: &ClientRecord,
+    form: &Form,
+    bound_to: Option<&str>,
+) -> Result<Response, ApiError> {
     let code = form
         .get("code")
         .ok_or_else(|| ApiError::invalid_request("code is required"))?;
@@ -201,6 +208,7 @@ pub async fn authorization_code(auth: &Authority, client: &ClientRecord, form: &
             nonce: record.nonce,
             refresh_token,
             grant: "authorization_code",
+            bound_to,
         },
     )
 }
@@ -226,7 +234,12 @@ fn narrow_scope(granted: Option<&str>, requested: Option<&str>) -> Result<Option
 }
 
 /// `grant_type=refresh_token`: one use each; the answer carries the next one.
-pub async fn refresh_token(auth: &Authority, client: &ClientRecord, form: &Form) -> Result<Response, ApiError> {
+pub async fn refresh_token(
+    auth: &Authority,
+    client: &ClientRecord,
+    form: &Form,
+    bound_to: Option<&str>,
+) -> Result<Response, ApiError> {
     let presented = form
         .get("refresh_token")
         .ok_or_else(|| ApiError::invalid_request("refresh_token is required"))?;
@@ -288,6 +301,7 @@ pub async fn refresh_token(auth: &Authority, client: &ClientRecord, form: &Form)
             nonce: None,
             refresh_token,
             grant: "refresh_token",
+            bound_to,
         },
     )
 }

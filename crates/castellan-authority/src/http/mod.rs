@@ -53,6 +53,8 @@ pub mod paths {
     pub const SPIFFE_BUNDLE: &str = "/ca/bundle.json";
     /// SVID issuance for a join token.
     pub const SVID: &str = "/workload/v1/svid";
+    /// SVID renewal, authenticated by the current SVID (mTLS listener only).
+    pub const SVID_RENEW: &str = "/workload/v1/svid/renew";
     /// Admin API root.
     pub const ADMIN: &str = "/admin/v1";
     /// Revocation log snapshot.
@@ -81,6 +83,7 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route(paths::TRUST_BUNDLE, get(workload::bundle_pem))
         .route(paths::SPIFFE_BUNDLE, get(workload::bundle_json))
         .route(paths::SVID, post(workload::issue))
+        .route(paths::SVID_RENEW, post(workload::renew))
         .route(paths::REVOCATIONS, get(stream::snapshot))
         .route(paths::REVOCATION_STREAM, get(stream::stream))
         .route(paths::HEARTBEAT, post(stream::heartbeat))

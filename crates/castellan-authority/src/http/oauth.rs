@@ -1,7 +1,7 @@
 //! The OAuth endpoints: token (RFC 6749 `client_credentials`), introspection
 //! (RFC 7662) and revocation (RFC 7009).
 
-use super::client_auth::{authenticate, authenticate_allowing_public};
+use super::client_auth::{authenticate, authenticate_allowing_public, Peer};
 use super::error::ApiError;
 use super::form::{read_body, Form};
 use super::paths;
@@ -102,12 +102,17 @@ pub async fn token(State(auth): State<Arc<Authority>>, req: Request) -> Response
 }
 
 async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiError> {
+    let peer = Peer::of(&req);
     let (headers, form) = read_form(auth, req).await?;
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| ApiError::invalid_request("grant_type is required"))?;
     let endpoint = format!("{}{}", auth.issuer(), paths::TOKEN);
-    let client = authenticate_allowing_public(auth, &headers, &form, &endpoint).await?;
+    let client = authenticate_allowing_public(auth, &headers, &form, &endpoint, &peer).await?;
+    // RFC 8705 §3: tokens for a client that authenticated with its
+    // certificate are bound to that certificate.
+    let bound_to = peer.binding_for(&client);
+    let bound_to = bound_to.as_deref();
     match grant_type {
         "client_credentials" if client.public => {
             return Err(ApiError::unauthorized_client(
@@ -116,13 +121,17 @@ async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiErro
         }
         "client_credentials" => {}
         "authorization_code" => {
-            return super::grants::authorization_code(auth, &client, &form)
+            return super::grants::authorization_code(auth, &client, &form, bound_to)
                 .await
                 .map(no_store)
         }
-        "refresh_token" => return super::grants::refresh_token(auth, &client, &form).await.map(no_store),
+        "refresh_token" => {
+            return super::grants::refresh_token(auth, &client, &form, bound_to)
+                .await
+                .map(no_store)
+        }
         super::exchange::TOKEN_EXCHANGE => {
-            return super::exchange::token_exchange(auth, &client, &form)
+            return super::exchange::token_exchange(auth, &client, &form, bound_to)
                 .await
                 .map(no_store)
         }
@@ -140,7 +149,20 @@ async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiErro
         .access_token_ttl
         .unwrap_or(t.access_token_ttl.secs())
         .clamp(1, t.max_access_token_ttl.secs());
-    let issued = auth.issue_access_token(&client.client_id, &client.client_id, &aud, scope.clone(), ttl)?;
+    let sid = crate::secrets::random_id("").map_err(|e| ApiError::server_error(&e))?;
+    let issued = auth.issue_access_token_in(
+        crate::tokens::Grant {
+            kind: "client_credentials",
+            client_id: &client.client_id,
+            sub: &client.client_id,
+            aud: &aud,
+            sid: &sid,
+            act: None,
+            bound_to,
+        },
+        scope.clone(),
+        ttl,
+    )?;
     let mut body = json!({
         "access_token": issued.token,
         "token_type": "Bearer",
@@ -157,9 +179,10 @@ async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiErro
 /// not valid right now is `{"active":false}`.
 pub async fn introspect(State(auth): State<Arc<Authority>>, req: Request) -> Response {
     let result: Result<Response, ApiError> = async {
+        let peer = Peer::of(&req);
         let (headers, form) = read_form(&auth, req).await?;
         let endpoint = format!("{}{}", auth.issuer(), paths::INTROSPECT);
-        authenticate(&auth, &headers, &form, &endpoint).await?;
+        authenticate(&auth, &headers, &form, &endpoint, &peer).await?;
         let token = form
             .get("token")
             .ok_or_else(|| ApiError::invalid_request("token is required"))?;
@@ -176,6 +199,9 @@ pub async fn introspect(State(auth): State<Arc<Authority>>, req: Request) -> Res
                 }
                 if let (Some(act), Some(obj)) = (c.act, v.as_object_mut()) {
                     obj.insert("act".to_owned(), json!(act));
+                }
+                if let (Some(cnf), Some(obj)) = (c.cnf, v.as_object_mut()) {
+                    obj.insert("cnf".to_owned(), json!(cnf));
                 }
                 v
             }
@@ -196,9 +222,10 @@ pub async fn introspect(State(auth): State<Arc<Authority>>, req: Request) -> Res
 /// tokens that are not ours or already invalid answer 200 (RFC 7009 §2.2).
 pub async fn revoke(State(auth): State<Arc<Authority>>, req: Request) -> Response {
     let result: Result<Response, ApiError> = async {
+        let peer = Peer::of(&req);
         let (headers, form) = read_form(&auth, req).await?;
         let endpoint = format!("{}{}", auth.issuer(), paths::REVOKE);
-        let caller = authenticate_allowing_public(&auth, &headers, &form, &endpoint).await?;
+        let caller = authenticate_allowing_public(&auth, &headers, &form, &endpoint, &peer).await?;
         let token = form
             .get("token")
             .ok_or_else(|| ApiError::invalid_request("token is required"))?;

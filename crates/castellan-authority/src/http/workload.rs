@@ -24,6 +24,53 @@ pub fn admin_router() -> Router<Arc<Authority>> {
     Router::new()
         .route("/workloads", get(list).post(register))
         .route("/workloads/{id}", delete(remove))
+        .route("/ca", get(list_cas))
+        .route("/ca/rotate", axum::routing::post(rotate_ca))
+}
+
+/// One CA in the admin view.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CaView {
+    /// Its id (hash of its public key).
+    pub ca_id: String,
+    /// `next`, `active` or `retired`.
+    pub state: String,
+    /// Created at.
+    pub created_at: i64,
+    /// Certificate validity end.
+    pub not_after: Option<i64>,
+}
+
+fn ca_views(set: &crate::ca::CaSet) -> serde_json::Value {
+    let cas: Vec<CaView> = set
+        .records
+        .iter()
+        .map(|(id, state, created)| CaView {
+            ca_id: id.clone(),
+            state: state.as_str().to_owned(),
+            created_at: *created,
+            not_after: set
+                .published
+                .iter()
+                .find(|c| c.id() == id)
+                .map(castellan_ca::CaCert::not_after),
+        })
+        .collect();
+    serde_json::json!({ "trust_domain": set.active.trust_domain().as_str(), "bundle_sequence": set.sequence, "cas": cas })
+}
+
+async fn list_cas(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_admin(&auth, &headers).await?;
+    Ok(Json(ca_views(&auth.ca().current())).into_response())
+}
+
+/// Promotes the next CA now (it has been in the bundle since it was made);
+/// the old one stays in the bundle until its last SVID expires.
+async fn rotate_ca(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = require_admin(&auth, &headers).await?;
+    let set = auth.ca().rotate().await.map_err(|e| ApiError::server_error(&e))?;
+    tracing::info!(active = %set.active.id(), by = %caller.client_id, "internal CA rotated by an admin");
+    Ok(Json(ca_views(&set)).into_response())
 }
 
 fn store_err(e: StoreError) -> ApiError {
@@ -63,6 +110,12 @@ fn parse_id(auth: &Authority, id: &str) -> Result<SpiffeId, ApiError> {
         return Err(ApiError::invalid_request(format!(
             "`{id}` is outside the trust domain `{}`",
             auth.ca().trust_domain().as_str()
+        )));
+    }
+    if crate::mtls::is_reserved(&id) {
+        return Err(ApiError::invalid_request(format!(
+            "`{id}` is reserved for the authority itself (`/{}/...`)",
+            crate::mtls::RESERVED_PREFIX
         )));
     }
     Ok(id)
@@ -222,6 +275,45 @@ pub async fn issue(State(auth): State<Arc<Authority>>, req: Request) -> Result<R
         .ok_or_else(|| ApiError::invalid_grant("the workload was deleted"))?;
     let id = SpiffeId::parse(&workload.spiffe_id).map_err(|e| ApiError::server_error(&e))?;
     issue_for(&auth, &id, body.csr.as_bytes(), workload.svid_ttl, now)
+}
+
+/// `POST /workload/v1/svid/renew` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// A PEM or base64 DER PKCS#10 request for a new key, naming the same
+    /// SPIFFE ID as the certificate presented.
+    pub csr: String,
+}
+
+/// `POST /workload/v1/svid/renew`: a new SVID for the workload whose
+/// current SVID authenticated this mTLS connection. Only on the mTLS
+/// listener (elsewhere there is no peer identity) and only while the
+/// workload is still registered.
+pub async fn renew(State(auth): State<Arc<Authority>>, req: Request) -> Result<Response, ApiError> {
+    let Some(peer) = req.extensions().get::<castellan_workload::PeerIdentity>().cloned() else {
+        return Err(ApiError::invalid_client(
+            "renewal authenticates with the current svid: call the mtls endpoint (mtls_endpoint_aliases)",
+        ));
+    };
+    let id = peer.0;
+    if !id.is_member_of(auth.ca().trust_domain()) || crate::mtls::is_reserved(&id) {
+        return Err(ApiError::invalid_client(format!("`{id}` cannot renew here")));
+    }
+    let body: RenewRequest = json_body(&auth, req, false)
+        .await?
+        .ok_or_else(|| ApiError::invalid_request("body required"))?;
+    let workload = auth
+        .store()
+        .get_workload(id.as_str())
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| {
+            tracing::warn!(spiffe_id = %id, "renewal refused: the workload is no longer registered");
+            ApiError::invalid_grant("the workload is no longer registered")
+        })?;
+    metrics::counter!("castellan_svid_renewals_total").increment(1);
+    issue_for(&auth, &id, body.csr.as_bytes(), workload.svid_ttl, auth.now())
 }
 
 /// Issues an SVID for `id` from `csr` (PEM, or base64 DER).

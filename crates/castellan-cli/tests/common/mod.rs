@@ -80,9 +80,15 @@ pub struct Authority {
 
 impl Authority {
     pub fn start(data_dir: &Path, listen: &str) -> Self {
+        Self::start_with(data_dir, listen, &[])
+    }
+
+    /// With more `serve` flags.
+    pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("CASTELLAN_BOOTSTRAP_ADMIN_ID", ADMIN_ID)
             .env("CASTELLAN_BOOTSTRAP_ADMIN_SECRET", ADMIN_SECRET)
             .env_remove("CASTELLAN_MASTER_KEY");

@@ -7,54 +7,15 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use castellan_ca::{parse_svid_peer, CaError, SpiffeId, TrustDomain};
+use castellan_ca::{SpiffeId, TrustDomain};
+pub use castellan_workload::{PeerIdentity, UnidentifiedPeer};
 use http::StatusCode;
-use rustls::pki_types::CertificateDer;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The header that tells the upstream which workload called. Any such
 /// header from the client is stripped first (it has the identity prefix).
 pub const PEER_HEADER: &str = "x-castellan-peer-spiffe-id";
-
-/// The SPIFFE ID of the peer on this connection, from its chain-verified
-/// X.509 SVID. In the request extensions of every request on an mTLS
-/// connection whose peer presented an SVID.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PeerIdentity(pub SpiffeId);
-
-/// A peer whose chain verified but whose leaf names no workload. In the
-/// request extensions instead of a [`PeerIdentity`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum UnidentifiedPeer {
-    /// No client certificate (the handshake requires one; kept for safety).
-    #[error("the peer presented no client certificate")]
-    NoCertificate,
-    /// The leaf is not an X.509 SVID.
-    #[error("the client certificate is not an x509-svid: {0}")]
-    NotAnSvid(CaError),
-}
-
-impl PeerIdentity {
-    /// The identity step: the SPIFFE ID of the leaf among the peer's
-    /// certificates as rustls reports them after a completed handshake.
-    ///
-    /// # Errors
-    /// [`UnidentifiedPeer`] when there is no certificate or the leaf is not
-    /// an SVID.
-    pub fn from_peer_certificates(certs: Option<&[CertificateDer<'_>]>) -> Result<Self, UnidentifiedPeer> {
-        let leaf = certs
-            .and_then(<[CertificateDer<'_>]>::first)
-            .ok_or(UnidentifiedPeer::NoCertificate)?;
-        parse_svid_peer(leaf).map(Self).map_err(UnidentifiedPeer::NotAnSvid)
-    }
-
-    /// The SPIFFE ID.
-    #[must_use]
-    pub fn spiffe_id(&self) -> &SpiffeId {
-        &self.0
-    }
-}
 
 /// What the allow-list says about a peer. Exhaustive: callers handle every
 /// outcome.
@@ -220,32 +181,6 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "--allow-peer `spiffe://other.org/a` is outside the gate's trust domain `example.org`"
-        );
-    }
-
-    #[test]
-    fn identity_step() {
-        assert_eq!(
-            PeerIdentity::from_peer_certificates(None),
-            Err(UnidentifiedPeer::NoCertificate)
-        );
-        assert_eq!(
-            PeerIdentity::from_peer_certificates(Some(&[])),
-            Err(UnidentifiedPeer::NoCertificate)
-        );
-        let garbage = [CertificateDer::from(vec![1u8, 2, 3])];
-        assert!(matches!(
-            PeerIdentity::from_peer_certificates(Some(&garbage)),
-            Err(UnidentifiedPeer::NotAnSvid(_))
-        ));
-        let td = TrustDomain::new("example.org").unwrap();
-        let ca = castellan_ca::CaKey::generate(&td, 86_400, 1_700_000_000).unwrap();
-        let peer = id("spiffe://example.org/a");
-        let key = castellan_ca::generate_workload_key(&peer).unwrap();
-        let svid = ca.issue_svid(key.csr_der(), &peer, 3_600, 1_700_000_000).unwrap();
-        assert_eq!(
-            PeerIdentity::from_peer_certificates(Some(&svid.chain)).unwrap(),
-            PeerIdentity(peer)
         );
     }
 }

@@ -5,19 +5,18 @@
 //! The SVID directory is watched and swapped for new connections on renewal.
 
 mod identity;
-mod listener;
-mod source;
-mod svid;
-mod upstream;
 
+pub use castellan_workload::{PresentedCertificate, SvidError, WrongUpstream, BUNDLE_FILE, KEY_FILE, SVID_FILE};
 pub use identity::{AllowList, AllowListError, PeerDecision, PeerIdentity, UnidentifiedPeer, PEER_HEADER};
-pub use svid::{SvidError, BUNDLE_FILE, KEY_FILE, SVID_FILE};
-pub use upstream::WrongUpstream;
 
+pub(crate) use castellan_workload::{client_config, serve, server_config, ListenerMetrics, SvidSource};
 pub(crate) use identity::admit_peer;
-pub(crate) use listener::{serve, server_config};
-pub(crate) use source::SvidSource;
-pub(crate) use upstream::client_config;
+
+/// The gate's handshake metrics.
+pub(crate) const LISTENER_METRICS: ListenerMetrics = ListenerMetrics {
+    handshakes_total: "castellan_gate_tls_handshakes_total",
+    handshake_seconds: "castellan_gate_tls_handshake_seconds",
+};
 
 use castellan_ca::SpiffeId;
 use std::path::PathBuf;

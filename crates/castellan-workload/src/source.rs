@@ -1,7 +1,7 @@
 //! The SVID in force, swapped atomically on renewal. New handshakes read the
 //! current SVID and bundle; connections already open keep theirs.
 
-use super::svid::{self, Stamp, SvidError, SvidMaterial};
+use crate::files::{self as svid, Stamp, SvidError, SvidMaterial};
 use arc_swap::ArcSwap;
 use castellan_ca::{SpiffeId, TrustDomain};
 use rustls::client::ResolvesClientCert;
@@ -16,8 +16,57 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The gate's SVID directory and what was last read from it.
-pub(crate) struct SvidSource {
+/// Where the SVID in force comes from: a watched directory ([`SvidSource`])
+/// or memory ([`SvidCell`]). New handshakes ask it each time.
+pub trait CurrentMaterial: fmt::Debug + Send + Sync + 'static {
+    /// The SVID and bundle now.
+    fn material(&self) -> Arc<SvidMaterial>;
+    /// The crypto provider the material was built with.
+    fn provider(&self) -> &Arc<CryptoProvider>;
+}
+
+/// An SVID held in memory and replaced by its owner (the authority's own).
+pub struct SvidCell {
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<SvidMaterial>,
+}
+
+impl fmt::Debug for SvidCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SvidCell")
+            .field("current", &*self.current.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SvidCell {
+    /// A cell holding `material`.
+    #[must_use]
+    pub fn new(material: SvidMaterial, provider: Arc<CryptoProvider>) -> Arc<Self> {
+        Arc::new(Self {
+            provider,
+            current: ArcSwap::from_pointee(material),
+        })
+    }
+
+    /// Replaces the material for new handshakes.
+    pub fn replace(&self, material: SvidMaterial) {
+        self.current.store(Arc::new(material));
+    }
+}
+
+impl CurrentMaterial for SvidCell {
+    fn material(&self) -> Arc<SvidMaterial> {
+        self.current.load_full()
+    }
+
+    fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+}
+
+/// An SVID directory and what was last read from it.
+pub struct SvidSource {
     dir: PathBuf,
     provider: Arc<CryptoProvider>,
     trust_domain: TrustDomain,
@@ -37,6 +86,9 @@ impl fmt::Debug for SvidSource {
 
 impl SvidSource {
     /// Reads `dir` once; fails when it does not hold a usable SVID.
+    ///
+    /// # Errors
+    /// [`SvidError`] when the directory does not hold a usable SVID.
     pub fn load(dir: &Path, provider: Arc<CryptoProvider>) -> Result<Arc<Self>, SvidError> {
         let stamp = svid::stamp(dir);
         let material = svid::load(dir, &provider)?;
@@ -49,26 +101,35 @@ impl SvidSource {
         }))
     }
 
-    /// The gate's own SPIFFE ID now.
+    /// Our own SPIFFE ID now.
+    #[must_use]
     pub fn id(&self) -> SpiffeId {
         self.current.load().id.clone()
     }
 
-    /// The trust domain the gate started in; it never changes.
+    /// The trust domain the source started in; it never changes.
+    #[must_use]
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
     }
 
-    pub fn provider(&self) -> &Arc<CryptoProvider> {
-        &self.provider
-    }
-
+    /// The SVID and bundle now.
+    #[must_use]
     pub fn current(&self) -> Arc<SvidMaterial> {
         self.current.load_full()
     }
 
+    /// The directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Re-reads the directory when a file changed; swaps only a complete,
     /// consistent set in the same trust domain. `Ok(true)` when swapped.
+    ///
+    /// # Errors
+    /// [`SvidError`] when the files changed but are not a usable set.
     pub fn reload_if_changed(&self) -> Result<bool, SvidError> {
         let stamp = svid::stamp(&self.dir);
         {
@@ -106,11 +167,11 @@ impl SvidSource {
                 Ok(Ok(false)) => {}
                 Ok(Ok(true)) => {
                     let m = self.current();
-                    metrics::counter!("castellan_gate_svid_reloads_total", "outcome" => "ok").increment(1);
+                    metrics::counter!("castellan_svid_reloads_total", "outcome" => "ok").increment(1);
                     tracing::info!(spiffe_id = %m.id, dir = %self.dir.display(), bundle_cas = m.roots.len(), "svid reloaded; new connections use it");
                 }
                 Ok(Err(e)) => {
-                    metrics::counter!("castellan_gate_svid_reloads_total", "outcome" => "failed").increment(1);
+                    metrics::counter!("castellan_svid_reloads_total", "outcome" => "failed").increment(1);
                     tracing::warn!(error = %e, "svid files changed but cannot be used (yet); keeping the current svid");
                 }
                 Err(e) => tracing::error!(error = %e, "svid reload task failed"),
@@ -119,19 +180,29 @@ impl SvidSource {
     }
 }
 
+impl CurrentMaterial for SvidSource {
+    fn material(&self) -> Arc<SvidMaterial> {
+        self.current.load_full()
+    }
+
+    fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+}
+
 /// Serves the current SVID to every new handshake.
 #[derive(Debug)]
-pub(crate) struct CurrentSvid(pub Arc<SvidSource>);
+pub struct CurrentSvid(pub Arc<dyn CurrentMaterial>);
 
 impl ResolvesServerCert for CurrentSvid {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.current.load().certified.clone())
+        Some(self.0.material().certified.clone())
     }
 }
 
 impl ResolvesClientCert for CurrentSvid {
     fn resolve(&self, _root_hint_subjects: &[&[u8]], _sigschemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.current.load().certified.clone())
+        Some(self.0.material().certified.clone())
     }
 
     fn has_certs(&self) -> bool {
@@ -143,7 +214,7 @@ impl ResolvesClientCert for CurrentSvid {
 /// `WebPkiClientVerifier`, rebuilt on every reload). A client certificate is
 /// mandatory.
 #[derive(Debug)]
-pub(crate) struct CurrentBundle(pub Arc<SvidSource>);
+pub struct CurrentBundle(pub Arc<dyn CurrentMaterial>);
 
 impl ClientCertVerifier for CurrentBundle {
     fn offer_client_auth(&self) -> bool {
@@ -167,8 +238,7 @@ impl ClientCertVerifier for CurrentBundle {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.0
-            .current
-            .load()
+            .material()
             .client_verifier
             .verify_client_cert(end_entity, intermediates, now)
     }
@@ -179,7 +249,7 @@ impl ClientCertVerifier for CurrentBundle {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.provider().signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -188,10 +258,10 @@ impl ClientCertVerifier for CurrentBundle {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.provider().signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.provider.signature_verification_algorithms.supported_schemes()
+        self.0.provider().signature_verification_algorithms.supported_schemes()
     }
 }

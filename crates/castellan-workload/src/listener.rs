@@ -1,11 +1,12 @@
-//! The mTLS listener: TLS handshake (client certificate mandatory), the
+//! An mTLS listener: TLS handshake (client certificate mandatory), the
 //! identity step once per connection, then HTTP/1.1 with the identity in
 //! every request's extensions.
 
-use super::identity::{PeerIdentity, UnidentifiedPeer};
-use super::source::{CurrentBundle, CurrentSvid, SvidSource};
+use crate::identity::{PeerIdentity, UnidentifiedPeer};
+use crate::source::{CurrentBundle, CurrentMaterial, CurrentSvid};
 use axum::extract::ConnectInfo;
 use axum::Router;
+use castellan_verify::PresentedCertificate;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::server::NoServerSessionStorage;
@@ -23,7 +24,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The server side: the current SVID, client certificates verified against
 /// the current bundle, both swapped on reload for new handshakes.
-pub(crate) fn server_config(source: &Arc<SvidSource>) -> Result<ServerConfig, rustls::Error> {
+///
+/// # Errors
+/// A rustls error when the provider supports no safe protocol version.
+pub fn server_config(source: &Arc<dyn CurrentMaterial>) -> Result<ServerConfig, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(source.provider().clone())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(CurrentBundle(source.clone())))
@@ -43,12 +47,27 @@ enum Peer {
     Unidentified(UnidentifiedPeer),
 }
 
+/// The metric names a listener records its handshakes under.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerMetrics {
+    /// Counter, label `outcome` = `ok` | `failed` | `timeout`.
+    pub handshakes_total: &'static str,
+    /// Histogram of handshake durations in seconds.
+    pub handshake_seconds: &'static str,
+}
+
 /// Accepts mTLS connections until `stop`, then waits for in-flight requests.
-pub(crate) async fn serve(
+/// Every request carries [`ConnectInfo`], and either a [`PeerIdentity`] or an
+/// [`UnidentifiedPeer`], and the [`PresentedCertificate`], in its extensions.
+///
+/// # Errors
+/// Never at present: accept errors are logged and retried.
+pub async fn serve(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     app: Router,
     stop: impl Future<Output = ()>,
+    names: ListenerMetrics,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(config);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -75,19 +94,25 @@ pub(crate) async fn serve(
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    metrics::counter!("castellan_gate_tls_handshakes_total", "outcome" => "failed").increment(1);
+                    metrics::counter!(names.handshakes_total, "outcome" => "failed").increment(1);
                     tracing::debug!(%remote, error = %e, "tls handshake failed");
                     return;
                 }
                 Err(_) => {
-                    metrics::counter!("castellan_gate_tls_handshakes_total", "outcome" => "timeout").increment(1);
+                    metrics::counter!(names.handshakes_total, "outcome" => "timeout").increment(1);
                     tracing::debug!(%remote, "tls handshake timed out");
                     return;
                 }
             };
-            metrics::counter!("castellan_gate_tls_handshakes_total", "outcome" => "ok").increment(1);
-            metrics::histogram!("castellan_gate_tls_handshake_seconds").record(started.elapsed().as_secs_f64());
+            metrics::counter!(names.handshakes_total, "outcome" => "ok").increment(1);
+            metrics::histogram!(names.handshake_seconds).record(started.elapsed().as_secs_f64());
             // The identity step, once per connection.
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(<[_]>::first)
+                .map(|leaf| PresentedCertificate::from_der(leaf));
             let peer = match PeerIdentity::from_peer_certificates(tls.get_ref().1.peer_certificates()) {
                 Ok(id) => {
                     tracing::debug!(%remote, peer = %id.0, "mtls peer identified");
@@ -101,6 +126,9 @@ pub(crate) async fn serve(
             let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 let ext = req.extensions_mut();
                 ext.insert(ConnectInfo(remote));
+                if let Some(c) = &certificate {
+                    ext.insert(c.clone());
+                }
                 match &peer {
                     Peer::Identified(id) => {
                         ext.insert(id.clone());

@@ -1,9 +1,9 @@
-//! Outbound mTLS to an upstream gate: present the gate's own SVID, verify
-//! the upstream's chain against the bundle (webpki, through rustls), then
-//! require its SPIFFE ID to be the expected one. SVIDs carry no DNS names,
-//! so the SPIFFE ID takes the place of the server name.
+//! Outbound mTLS: present our own SVID, verify the server's chain against
+//! the bundle (webpki, through rustls), then require its SPIFFE ID to be the
+//! expected one. SVIDs carry no DNS names, so the SPIFFE ID takes the place
+//! of the server name.
 
-use super::source::{CurrentSvid, SvidSource};
+use crate::source::{CurrentMaterial, CurrentSvid};
 use castellan_ca::{parse_svid_peer, CaError, SpiffeId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, Resumption};
@@ -12,26 +12,26 @@ use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, OtherError, SignatureScheme};
 use std::sync::Arc;
 
-/// The upstream presented a valid SVID for another workload.
+/// The server presented a valid SVID for another workload.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream presented `{got}`, expected `{expected}`")]
+#[error("server presented `{got}`, expected `{expected}`")]
 pub struct WrongUpstream {
-    /// `--upstream-spiffe-id`.
+    /// The SPIFFE ID we expected.
     pub expected: String,
-    /// The SPIFFE ID in the upstream's certificate.
+    /// The SPIFFE ID in the server's certificate.
     pub got: String,
 }
 
 /// Chain to the current bundle, then exactly the expected SPIFFE ID.
 #[derive(Debug)]
-pub(crate) struct SpiffeServerVerifier {
-    source: Arc<SvidSource>,
+pub struct SpiffeServerVerifier {
+    source: Arc<dyn CurrentMaterial>,
     expected: SpiffeId,
 }
 
 fn refuse(outcome: &'static str, error: rustls::Error) -> rustls::Error {
-    metrics::counter!("castellan_gate_upstream_tls_verifications_total", "outcome" => outcome).increment(1);
-    tracing::warn!(%error, "upstream certificate refused");
+    metrics::counter!("castellan_upstream_tls_verifications_total", "outcome" => outcome).increment(1);
+    tracing::warn!(%error, "server certificate refused");
     error
 }
 
@@ -49,7 +49,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let cert = ParsedCertificate::try_from(end_entity).map_err(|e| refuse("bad_chain", e))?;
-        let material = self.source.current();
+        let material = self.source.material();
         verify_server_cert_signed_by_trust_anchor(
             &cert,
             &material.roots,
@@ -68,7 +68,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
                 }),
             ));
         }
-        metrics::counter!("castellan_gate_upstream_tls_verifications_total", "outcome" => "ok").increment(1);
+        metrics::counter!("castellan_upstream_tls_verifications_total", "outcome" => "ok").increment(1);
         Ok(ServerCertVerified::assertion())
     }
 
@@ -108,17 +108,22 @@ impl ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
-/// The rustls client configuration for calls to the upstream gate.
-pub(crate) fn client_config(source: &Arc<SvidSource>, expected: SpiffeId) -> Result<ClientConfig, rustls::Error> {
+/// The rustls client configuration for mTLS calls to a server that must
+/// present `expected`.
+///
+/// # Errors
+/// A rustls error when the provider supports no safe protocol version.
+pub fn client_config(source: Arc<dyn CurrentMaterial>, expected: SpiffeId) -> Result<ClientConfig, rustls::Error> {
+    let provider = source.provider().clone();
     let verifier = SpiffeServerVerifier {
         source: source.clone(),
         expected,
     };
-    let mut config = ClientConfig::builder_with_provider(source.provider().clone())
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_cert_resolver(Arc::new(CurrentSvid(source.clone())));
+        .with_client_cert_resolver(Arc::new(CurrentSvid(source)));
     // A resumed session skips verification: it could outlive a bundle
     // rotation. Pooled keep-alive connections carry the load instead.
     config.resumption = Resumption::disabled();
