@@ -353,3 +353,128 @@ fn mtls_flags_are_checked_before_anything_starts() {
     let err = run(&["--svid-dir", "/nonexistent", "--allow-peer", "spiffe://example.org/a"]);
     assert!(err.contains("cannot read `/nonexistent/svid.pem`"), "{err}");
 }
+
+/// RFC 8705 from Python's side: present the SVID at the authority's mTLS
+/// token endpoint (`tls_client_auth`, no secret), check the token's
+/// `cnf.x5t#S256` against Python's own SHA-256 of its certificate, and print
+/// the token.
+const PY_TLS_CLIENT_AUTH: &str = r#"
+import base64, hashlib, http.client, json, ssl, sys, urllib.parse
+host, port, bundle, cert_dir, client_id = sys.argv[1:6]
+ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=bundle)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_REQUIRED
+ctx.load_cert_chain(cert_dir + "/svid.pem", cert_dir + "/svid_key.pem")
+conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=10)
+body = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client_id, "audience": "orders"})
+conn.request("POST", "/oauth2/token", body, {"Content-Type": "application/x-www-form-urlencoded"})
+resp = conn.getresponse()
+answer = json.loads(resp.read().decode())
+out = {"status": resp.status, "answer": answer,
+       "server_san": [list(x) for x in conn.sock.getpeercert().get("subjectAltName", ())]}
+if resp.status == 200:
+    payload = answer["access_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    leaf = open(cert_dir + "/svid.pem").read().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    mine = base64.urlsafe_b64encode(hashlib.sha256(ssl.PEM_cert_to_DER_cert(leaf)).digest()).rstrip(b"=").decode()
+    out.update({"token": answer["access_token"], "cnf": claims.get("cnf"), "my_x5t": mine})
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn python_gets_a_certificate_bound_token_and_uses_it_at_the_gate() {
+    const TEST: &str = "python_gets_a_certificate_bound_token_and_uses_it_at_the_gate";
+    if let Err(reason) = python_ready() {
+        skip_or_fail(TEST, &reason);
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let auth = Authority::start_with(data.path(), "127.0.0.1:0", &["--mtls-listen", "127.0.0.1:0"]);
+    let host = url::Url::parse(auth.url()).unwrap().host_str().unwrap().to_owned();
+    let (gate_id, caller_id, other_id) = (
+        format!("spiffe://{host}/gate/orders"),
+        format!("spiffe://{host}/svc/billing"),
+        format!("spiffe://{host}/svc/other"),
+    );
+    let dirs = tempfile::tempdir().unwrap();
+    let dir = |n: &str| dirs.path().join(n);
+    for (name, id) in [("gate", &gate_id), ("caller", &caller_id), ("other", &other_id)] {
+        std::fs::create_dir(dir(name)).unwrap();
+        svid_dir(&auth, &dir(name), id).await;
+    }
+    let bundle = dir("caller").join("bundle.pem");
+    let client = auth
+        .admin(
+            reqwest::Method::POST,
+            "/clients",
+            Some(json!({"name": "billing", "audiences": ["orders"], "tls_client_auth_san_uri": caller_id})),
+        )
+        .await;
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let discovery: Value = auth
+        .http
+        .get(format!("{}/.well-known/openid-configuration", auth.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mtls = url::Url::parse(discovery["mtls_endpoint_aliases"]["token_endpoint"].as_str().unwrap()).unwrap();
+    let python = |cert_dir: std::path::PathBuf| {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", PY_TLS_CLIENT_AUTH])
+            .arg(mtls.host_str().unwrap())
+            .arg(mtls.port().unwrap().to_string())
+            .arg(&bundle)
+            .arg(cert_dir)
+            .arg(&client_id);
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+
+    let r = python(dir("caller")).await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(
+        r["server_san"],
+        json!([["URI", format!("spiffe://{host}/castellan/authority")]])
+    );
+    assert_eq!(r["cnf"], json!({ "x5t#S256": r["my_x5t"] }), "{r}");
+    let token = r["token"].as_str().unwrap().to_owned();
+    // Another workload's certificate does not authenticate this client.
+    let r = python(dir("other")).await;
+    assert_eq!(r["status"], 401, "{r}");
+    assert_eq!(r["answer"]["error"], "invalid_client");
+
+    let upstream = echo().await;
+    let gate = MtlsGate::spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--health-listen",
+        "127.0.0.1:0",
+        "--authority",
+        auth.url(),
+        "--audience",
+        "orders",
+        "--upstream",
+        &upstream.url,
+        "--svid-dir",
+        dir("gate").to_str().unwrap(),
+        "--allow-peer",
+        &caller_id,
+        "--allow-peer",
+        &other_id,
+    ]);
+    gate.wait_ready().await;
+    let r = python_get(&gate, &bundle, Some(&dir("caller")), &token, "/v1/orders").await;
+    assert_eq!(r["status"], 200, "{r}");
+    let r = python_get(&gate, &bundle, Some(&dir("other")), &token, "/v1/orders").await;
+    assert_eq!(r["status"], 401, "{r}");
+    assert!(r["body"].as_str().unwrap().contains("does not match"), "{r}");
+    assert_eq!(upstream.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
