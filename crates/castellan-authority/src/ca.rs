@@ -24,6 +24,18 @@ pub enum CaManagerError {
     /// A sealed private key could not be opened (wrong master key?).
     #[error("CA `{0}`: private key cannot be unsealed")]
     Unseal(String),
+    /// The next CA has not been in the bundle long enough for every
+    /// workload to have renewed since (and so to trust it).
+    #[error(
+        "the next CA has been published for {published_secs}s, less than ca.max_svid_ttl ({needed_secs}s): \
+         workloads that have not renewed since would fail handshakes; force it only after a compromise"
+    )]
+    TooSoon {
+        /// How long the next CA has been in the bundle.
+        published_secs: i64,
+        /// `ca.max_svid_ttl`.
+        needed_secs: i64,
+    },
 }
 
 /// The CAs in force.
@@ -201,11 +213,27 @@ impl CaManager {
     }
 
     /// Promotes the next CA: the active one retires (kept in the bundle
-    /// until its last SVID expires), a new next one is published.
-    pub async fn rotate(&self) -> Result<Arc<CaSet>, CaManagerError> {
+    /// until its last SVID expires), a new next one is published. Unless
+    /// `force`, refused while the next CA has been published for less than
+    /// `max_svid_ttl`: workloads learn the bundle when they renew.
+    pub async fn rotate(&self, force: bool) -> Result<Arc<CaSet>, CaManagerError> {
         let _guard = self.writing.lock().await;
         let now = self.clock.now();
         let records = self.store.list_cas().await?;
+        if !force {
+            let published_secs = records
+                .iter()
+                .filter(|r| r.state == KeyState::Next)
+                .map(|r| now.saturating_sub(r.created_at))
+                .max()
+                .unwrap_or(0);
+            if published_secs < self.schedule.max_svid_ttl {
+                return Err(CaManagerError::TooSoon {
+                    published_secs,
+                    needed_secs: self.schedule.max_svid_ttl,
+                });
+            }
+        }
         let mut upserts = Vec::new();
         let mut have_next = false;
         for r in &records {
@@ -264,7 +292,9 @@ impl CaManager {
                     <= now
         });
         if due {
-            self.rotate().await?;
+            // The next CA is as old as the active one's signing period,
+            // which the configuration keeps at least `max_svid_ttl`.
+            self.rotate(true).await?;
         }
         let expired: Vec<String> = records
             .iter()

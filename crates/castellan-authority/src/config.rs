@@ -424,6 +424,9 @@ impl Config {
                 ));
             }
         }
+        if self.ca.mtls_url.is_some() && self.ca.mtls_listen.is_none() {
+            return invalid("ca.mtls_url needs ca.mtls_listen: there is no mtls listener to advertise".into());
+        }
         if let Some(u) = &self.ca.mtls_url {
             match url::Url::parse(u) {
                 Ok(u) if u.scheme() == "https" && u.query().is_none() && u.fragment().is_none() => {}
@@ -504,6 +507,12 @@ impl Config {
         }
         if ca.svid_ttl.secs() < 60 || ca.svid_ttl > ca.max_svid_ttl || ca.max_svid_ttl.secs() > 30 * 86_400 {
             return invalid("ca.svid_ttl must be at least 1m and at most ca.max_svid_ttl (at most 30d)".into());
+        }
+        if ca.rotation_interval < ca.max_svid_ttl {
+            return invalid(format!(
+                "ca.rotation_interval ({}) must be at least ca.max_svid_ttl ({}): a CA is published that long before it signs, so every workload renews and learns it first",
+                ca.rotation_interval, ca.max_svid_ttl
+            ));
         }
         if ca.join_token_ttl.secs() < 60 || ca.join_token_ttl.secs() > 7 * 86_400 {
             return invalid("ca.join_token_ttl must be between 1m and 7d".into());

@@ -70,6 +70,7 @@ fn own_svid(auth: &Authority, provider: &Arc<CryptoProvider>) -> Result<(SvidMat
 /// Renews the authority's SVID at half-life and whenever the bundle changes
 /// (a CA rotation), checking every second.
 async fn keep_fresh(auth: Arc<Authority>, cell: Arc<SvidCell>, mut renew_at: i64, mut sequence: u64) {
+    let mut failures = 0u64;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -79,12 +80,20 @@ async fn keep_fresh(auth: Arc<Authority>, cell: Arc<SvidCell>, mut renew_at: i64
         }
         match own_svid(&auth, cell.provider()) {
             Ok((material, at, seq)) => {
+                failures = 0;
                 cell.replace(material);
                 renew_at = at;
                 sequence = seq;
                 tracing::debug!(renew_at, bundle_sequence = seq, "authority svid renewed");
             }
-            Err(e) => tracing::error!(error = %e, "authority svid renewal failed; will retry"),
+            Err(e) => {
+                // Retried every second; logged at the first failure and once a minute.
+                if failures.checked_rem(60) == Some(0) {
+                    tracing::error!(error = %e, failures, "authority svid renewal failed; will retry");
+                }
+                failures += 1;
+                metrics::counter!("castellan_mtls_svid_renewal_failures_total").increment(1);
+            }
         }
     }
 }

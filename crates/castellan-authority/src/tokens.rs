@@ -58,6 +58,22 @@ pub struct Grant<'a> {
     pub bound_to: Option<&'a str>,
 }
 
+/// Whether a token's RFC 8705 binding (if any) holds on this connection:
+/// unbound tokens always; bound ones only with the very certificate
+/// (thumbprints compared in constant time). A `cnf` without `x5t#S256`
+/// never holds.
+pub fn binding_holds(claims: &AccessTokenClaims, presented: Option<&castellan_workload::PresentedCertificate>) -> bool {
+    let Some(cnf) = &claims.cnf else {
+        return true;
+    };
+    match (cnf.x5t_s256.as_deref(), presented) {
+        (Some(bound), Some(cert)) => {
+            aws_lc_rs::constant_time::verify_slices_are_equal(bound.as_bytes(), cert.x5t_s256().as_bytes()).is_ok()
+        }
+        _ => false,
+    }
+}
+
 /// Claims of an OpenID Connect ID token.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdTokenClaims {

@@ -179,7 +179,16 @@ async fn renewal_survives_a_ca_rotation() {
     let before = ids(&svid.bundle_pem);
     assert_eq!(before.len(), 2, "active and next");
 
-    let (status, view) = ta.admin(Method::POST, "/ca/rotate", None).await;
+    // Too soon for an ordinary rotation: the next CA was published seconds
+    // ago, and workloads learn it only when they renew.
+    let (status, refused) = ta.admin(Method::POST, "/ca/rotate", None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error_description"].as_str().unwrap().contains("max_svid_ttl"),
+        "{refused}"
+    );
+    // This workload got its bundle after the next CA was made: forcing is safe here.
+    let (status, view) = ta.admin(Method::POST, "/ca/rotate", Some(json!({"force": true}))).await;
     assert_eq!(status, 200, "{view}");
     // The authority re-issues its own SVID from the new CA within a second;
     // the workload, holding the old bundle (which already had the new CA),
@@ -300,6 +309,10 @@ async fn a_client_authenticates_with_its_svid_and_gets_certificate_bound_tokens(
         (
             json!({"name": "x", "audiences": ["orders"], "tls_client_auth_san_uri": "https://not-spiffe"}),
             "spiffe",
+        ),
+        (
+            json!({"name": "x", "audiences": ["orders"], "scopes": ["castellan.admin"], "tls_client_auth_san_uri": id}),
+            "cannot be an admin",
         ),
         (
             json!({"name": "x", "audiences": ["orders"], "public": true, "redirect_uris": ["https://a.example/cb"], "tls_client_auth_san_uri": id}),

@@ -138,6 +138,7 @@ async fn the_next_ca_is_published_before_it_signs_and_the_old_one_stays_until_it
     let ta = TestAuthority::start_with(|c| {
         c.trust_domain = Some("prod.example".into());
         c.ca.rotation_interval = "1h".parse().unwrap();
+        c.ca.max_svid_ttl = "1h".parse().unwrap();
     })
     .await;
     let id = "spiffe://prod.example/api";
@@ -167,8 +168,8 @@ async fn the_next_ca_is_published_before_it_signs_and_the_old_one_stays_until_it
     assert_eq!(after.len(), 3, "retired, active and a new next");
     assert!(after.contains(&first), "the old CA stays while its SVIDs live");
 
-    // max_svid_ttl (1d) after the rotation, the retired CA leaves the bundle
-    ta.clock.advance(86_400 + 61);
+    // max_svid_ttl (1h) after the rotation, the retired CA leaves the bundle
+    ta.clock.advance(3_600 + 61);
     ta.authority.maintain().await.unwrap();
     let later = bundle(&ta).await;
     assert!(!later.contains(&first), "{later:?}");

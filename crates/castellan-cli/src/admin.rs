@@ -250,12 +250,14 @@ pub async fn ca(cmd: crate::cli::CaCommand) -> anyhow::Result<()> {
             let v = admin.call(reqwest::Method::GET, "/ca", None).await?;
             print(admin.json, &v, print_cas)
         }
-        CaCommand::Rotate { conn } => {
+        CaCommand::Rotate { force, conn } => {
             let admin = Admin::connect(&conn).await?;
             if !admin.json {
-                eprintln!("rotating the internal CA...");
+                eprintln!("rotating the internal CA{}...", if force { " (forced)" } else { "" });
             }
-            let v = admin.call(reqwest::Method::POST, "/ca/rotate", None).await?;
+            let v = admin
+                .call(reqwest::Method::POST, "/ca/rotate", Some(json!({ "force": force })))
+                .await?;
             print(admin.json, &v, print_cas)
         }
     }

@@ -67,7 +67,13 @@ pub enum CaCommand {
         conn: Conn,
     },
     /// Make the published next CA sign now; the old one stays in the bundle until its SVIDs expire.
+    /// Refused while the next CA is younger than `ca.max_svid_ttl` (workloads
+    /// learn it when they renew) unless `--force`.
     Rotate {
+        /// Rotate anyway (after a CA compromise): workloads that have not
+        /// renewed since the next CA was published fail handshakes until they renew.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         conn: Conn,
     },

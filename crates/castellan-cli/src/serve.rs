@@ -165,11 +165,15 @@ pub async fn run(args: ServeArgs, log: LogFormat) -> anyhow::Result<()> {
     let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let (plain, secure) = tokio::join!(
+    // Either listener failing (the mTLS one cannot present an SVID, say)
+    // stops the process, rather than advertising an endpoint that is gone.
+    tokio::try_join!(
         castellan_authority::server::serve(authority.clone(), listener, until(stop_rx.clone())),
-        castellan_authority::mtls::serve_mtls(authority, mtls, until(stop_rx)),
-    );
-    plain?;
-    secure?;
+        async {
+            castellan_authority::mtls::serve_mtls(authority, mtls, until(stop_rx))
+                .await
+                .map_err(|e| std::io::Error::other(format!("mtls listener: {e}")))
+        },
+    )?;
     Ok(())
 }

@@ -493,8 +493,92 @@ fn write_temp(dir: &Path, name: &str, contents: &[u8], private: bool) -> anyhow:
     Ok(temp)
 }
 
-/// Replaces every file atomically, in order: all are written to temporary
-/// files first (the key first), then renamed into place one after another.
+/// The symlink naming the version directory in force.
+const CURRENT: &str = ".current";
+/// Prefix of version directories.
+const VERSION_PREFIX: &str = ".svid-";
+
+/// Replaces the files as one set. Each `name` in `dir` is a symlink to
+/// `.current/name`, and `.current` to a version directory holding the
+/// files; a new set is written into a new version directory (fsynced) and
+/// `.current` is swapped to it with one rename, so readers and crashes see
+/// either the old set or the new one, never a mix. Files written before this
+/// layout existed are first moved into a version directory unchanged.
+#[cfg(unix)]
+pub(crate) fn write_files(dir: &Path, files: &[(&str, &[u8], bool)]) -> anyhow::Result<()> {
+    let names: Vec<&str> = files.iter().map(|(n, _, _)| *n).collect();
+    if !dir.join(CURRENT).exists() && names.iter().any(|n| dir.join(n).exists()) {
+        // The old layout: adopt the files as they are, then switch.
+        let mut old = Vec::new();
+        for (name, _, private) in files {
+            if let Ok(bytes) = std::fs::read(dir.join(name)) {
+                old.push((*name, bytes, *private));
+            }
+        }
+        let old: Vec<(&str, &[u8], bool)> = old.iter().map(|(n, b, p)| (*n, b.as_slice(), *p)).collect();
+        swap_in(dir, &old, &names)?;
+    }
+    swap_in(dir, files, &names)
+}
+
+#[cfg(unix)]
+fn swap_in(dir: &Path, files: &[(&str, &[u8], bool)], names: &[&str]) -> anyhow::Result<()> {
+    use std::os::unix::fs::symlink;
+    let nonce = u64::from(std::process::id()) << 32
+        | u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0),
+        );
+    let version = format!("{VERSION_PREFIX}{nonce:016x}");
+    let vdir = dir.join(&version);
+    prepare_dir(&vdir)?;
+    for (name, contents, private) in files {
+        let mut temp = write_temp(&vdir, name, contents, *private)?;
+        let target = vdir.join(name);
+        std::fs::rename(&temp.path, &target).with_context(|| format!("cannot write `{}`", target.display()))?;
+        temp.committed = true;
+    }
+    sync_dir(&vdir);
+    // One rename switches the whole set.
+    let link = dir.join(format!("{CURRENT}.{nonce:016x}.tmp"));
+    symlink(&version, &link).with_context(|| format!("cannot create `{}`", link.display()))?;
+    std::fs::rename(&link, dir.join(CURRENT))
+        .with_context(|| format!("cannot switch `{}`", dir.join(CURRENT).display()))?;
+    // The stable names point through `.current` (made once; atomic per name).
+    for name in names {
+        let path = dir.join(name);
+        let wanted = Path::new(CURRENT).join(name);
+        if std::fs::read_link(&path).is_ok_and(|t| t == wanted) {
+            continue;
+        }
+        let tmp = dir.join(format!(".{name}.{nonce:016x}.link"));
+        symlink(&wanted, &tmp).with_context(|| format!("cannot create `{}`", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace `{}`", path.display()))?;
+    }
+    sync_dir(dir);
+    // Older versions are no longer reachable.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(VERSION_PREFIX) && name != version {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Without symlinks: each file replaced atomically, one after another.
+#[cfg(not(unix))]
 pub(crate) fn write_files(dir: &Path, files: &[(&str, &[u8], bool)]) -> anyhow::Result<()> {
     let mut temps = Vec::with_capacity(files.len());
     for (name, contents, private) in files {
@@ -504,10 +588,6 @@ pub(crate) fn write_files(dir: &Path, files: &[(&str, &[u8], bool)]) -> anyhow::
         let target = dir.join(*name);
         std::fs::rename(&temp.path, &target).with_context(|| format!("cannot replace `{}`", target.display()))?;
         temp.committed = true;
-    }
-    #[cfg(unix)]
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
     }
     Ok(())
 }
@@ -537,10 +617,24 @@ mod tests {
     fn files_are_replaced_and_no_temporaries_remain() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.pem"), "old").unwrap();
+        std::fs::write(dir.path().join("b.pem"), "old b").unwrap();
         write_files(dir.path(), &[("a.pem", b"new a", true), ("b.pem", b"new b", false)]).unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("a.pem")).unwrap(), "new a");
         assert_eq!(std::fs::read_to_string(dir.path().join("b.pem")).unwrap(), "new b");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        write_files(dir.path(), &[("a.pem", b"newer a", true), ("b.pem", b"newer b", false)]).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.pem")).unwrap(), "newer a");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        // The two names, `.current`, and exactly one version directory: no temporaries.
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert_eq!(&names[..2], [".current", &names[1]]);
+        assert!(names[1].starts_with(".svid-"), "{names:?}");
+        assert_eq!(&names[2..], ["a.pem", "b.pem"]);
+        let version = std::fs::read_dir(dir.path().join(&names[1])).unwrap().count();
+        assert_eq!(version, 2);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

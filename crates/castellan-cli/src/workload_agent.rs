@@ -6,10 +6,10 @@
 use crate::admin::print;
 use crate::workload::{
     check_issued, error_of, http_client, prepare_dir, svid, when, write_svid, AgentArgs, RenewArgs, SvidArgs,
-    SvidResponse, SVID_FILE,
+    SvidResponse, BUNDLE_FILE, SVID_FILE,
 };
 use anyhow::{anyhow, Context};
-use castellan_ca::{cert_validity, generate_workload_key_unnamed, SpiffeId};
+use castellan_ca::{cert_validity, certs_from_pem, generate_workload_key_unnamed, SpiffeId};
 use castellan_core::{Clock as _, SystemClock};
 use castellan_workload::{CurrentMaterial, SvidSource};
 use serde_json::{json, Value};
@@ -67,7 +67,10 @@ pub async fn renew_once(args: &RenewArgs) -> anyhow::Result<Renewed> {
     let endpoint = renewal_endpoint(args).await?;
     let material: Arc<dyn CurrentMaterial> = source;
     let tls = castellan_workload::client_config(material, authority)?;
+    // Renewal is authenticated both ways by mTLS: never over plain HTTP,
+    // whatever discovery (itself possibly plain HTTP) says.
     let http = reqwest::Client::builder()
+        .https_only(true)
         .use_preconfigured_tls(tls)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
@@ -89,6 +92,13 @@ pub async fn renew_once(args: &RenewArgs) -> anyhow::Result<Renewed> {
     let got = check_issued(&issued, &trust_domain, key.pkcs8_der())?;
     if got != id {
         anyhow::bail!("the authority renewed `{got}`, but this svid is `{id}`; nothing written");
+    }
+    // The new SVID must chain to a CA we already trust: a renewal may
+    // bring new CAs in the bundle (the next one), never a new issuer.
+    let trusted = certs_from_pem(&std::fs::read(args.out.join(BUNDLE_FILE))?)?;
+    let chain = certs_from_pem(issued.svid_pem.as_bytes())?;
+    if chain.iter().skip(1).any(|ca| !trusted.contains(ca)) {
+        anyhow::bail!("the renewed svid is issued by a CA outside the current bundle; nothing written");
     }
     write_svid(&args.out, &key, &issued)?;
     Ok(Renewed {

@@ -191,6 +191,10 @@ async fn the_agent_renews_over_mtls_and_a_ca_rotation_fails_no_handshake() {
     // every bundle, so neither the gate nor the caller notices.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let out = auth.cli(&["ca", "rotate", "--json"]);
+    assert!(!out.status.success(), "too soon without --force");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_svid_ttl"));
+    // Everyone here fetched a bundle after the next CA was made: forcing is safe.
+    let out = auth.cli(&["ca", "rotate", "--force", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cas: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cas["cas"].as_array().unwrap().len(), 3, "{cas}");
@@ -256,6 +260,30 @@ async fn the_agent_renews_over_mtls_and_a_ca_rotation_fails_no_handshake() {
         .output()
         .unwrap();
     assert!(!reused.status.success());
+    // Renewal never goes over plain HTTP, whatever endpoint it is given.
+    let plain = Command::new(BIN)
+        .args(["workload", "renew", "--server", auth.url(), "--out"])
+        .arg(&gate_dir)
+        .args(["--renewal-endpoint", &format!("{}/workload/v1/svid/renew", auth.url())])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(err.contains("cannot renew") && err.contains("scheme"), "{err}");
+    assert_eq!(read_svid(&gate_dir).leaf_der(), second.leaf_der(), "nothing written");
+    // One explicit renewal over mTLS works, and swaps the whole set.
+    let once = Command::new(BIN)
+        .args(["workload", "renew", "--server", auth.url(), "--json", "--out"])
+        .arg(&gate_dir)
+        .output()
+        .unwrap();
+    assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
+    let third = read_svid(&gate_dir);
+    assert_ne!(third.leaf_der(), second.leaf_der());
+    assert!(
+        std::fs::read_link(gate_dir.join("svid.pem")).is_ok(),
+        "svid.pem goes through .current"
+    );
     let discovered = discovery(&auth).await;
     assert!(discovered["mtls_endpoint_aliases"]["castellan_svid_renewal_endpoint"]
         .as_str()

@@ -53,6 +53,14 @@ pub(super) async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Resu
     if claims.aud != auth.issuer() {
         return Err(ApiError::invalid_token("token is not for this authority"));
     }
+    // Admin clients authenticate with a secret or a key, never a
+    // certificate, so an admin token is never bound; refuse any bound token
+    // rather than accept it without its certificate.
+    if claims.cnf.is_some() {
+        return Err(ApiError::invalid_token(
+            "certificate-bound tokens are not accepted by the admin api",
+        ));
+    }
     if !claims
         .scope
         .as_deref()
@@ -285,6 +293,11 @@ fn check_create(auth: &Authority, req: &CreateClient) -> Result<(), ApiError> {
             return bad(format!(
                 "tls_client_auth_san_uri `{id}` is reserved for the authority itself"
             ));
+        }
+        if req.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+            return bad(
+                "a tls_client_auth client cannot be an admin: admin clients use a secret or private_key_jwt".into(),
+            );
         }
         if req.public || req.jwks.is_some() {
             return bad("a tls_client_auth client has no other credentials: not public, no jwks".into());

@@ -30,6 +30,10 @@ fn bearer(req: &Request) -> Result<String, ApiError> {
 /// Any of our access tokens from a person's session with scope `openid`.
 pub async fn userinfo(State(auth): State<Arc<Authority>>, req: Request) -> Response {
     let token = bearer(&req);
+    let presented = req
+        .extensions()
+        .get::<castellan_workload::PresentedCertificate>()
+        .cloned();
     drop(req);
     let result: Result<Response, ApiError> = async {
         let token = token?;
@@ -38,6 +42,11 @@ pub async fn userinfo(State(auth): State<Arc<Authority>>, req: Request) -> Respo
             Err(crate::tokens::TokenRejection::Store(e)) => return Err(ApiError::server_error(&e)),
             Err(e) => return Err(ApiError::invalid_token(e.to_string())),
         };
+        if !crate::tokens::binding_holds(&claims, presented.as_ref()) {
+            return Err(ApiError::invalid_token(
+                "token is bound to a client certificate this connection did not present",
+            ));
+        }
         let scopes: Vec<&str> = claims.scope.as_deref().unwrap_or("").split(' ').collect();
         if !scopes.contains(&"openid") {
             return Err(ApiError::insufficient_scope("openid"));

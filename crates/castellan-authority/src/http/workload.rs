@@ -66,10 +66,24 @@ async fn list_cas(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Res
 
 /// Promotes the next CA now (it has been in the bundle since it was made);
 /// the old one stays in the bundle until its last SVID expires.
-async fn rotate_ca(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let caller = require_admin(&auth, &headers).await?;
-    let set = auth.ca().rotate().await.map_err(|e| ApiError::server_error(&e))?;
-    tracing::info!(active = %set.active.id(), by = %caller.client_id, "internal CA rotated by an admin");
+/// `POST /admin/v1/ca/rotate` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateCa {
+    /// Rotate even if the next CA is younger than `ca.max_svid_ttl`.
+    #[serde(default)]
+    pub force: bool,
+}
+
+async fn rotate_ca(State(auth): State<Arc<Authority>>, req: Request) -> Result<Response, ApiError> {
+    let caller = require_admin(&auth, req.headers()).await?;
+    let body: RotateCa = json_body(&auth, req, true).await?.unwrap_or_default();
+    let set = match auth.ca().rotate(body.force).await {
+        Ok(set) => set,
+        Err(e @ crate::ca::CaManagerError::TooSoon { .. }) => return Err(ApiError::conflict(e.to_string())),
+        Err(e) => return Err(ApiError::server_error(&e)),
+    };
+    tracing::info!(active = %set.active.id(), by = %caller.client_id, force = body.force, "internal CA rotated by an admin");
     Ok(Json(ca_views(&set)).into_response())
 }
 
@@ -105,17 +119,23 @@ pub struct Registered {
 }
 
 fn parse_id(auth: &Authority, id: &str) -> Result<SpiffeId, ApiError> {
+    let id = parse_member(auth, id)?;
+    if crate::mtls::is_reserved(&id) {
+        return Err(ApiError::invalid_request(format!(
+            "`{id}` is reserved for the authority itself (`/{}/...`)",
+            crate::mtls::RESERVED_PREFIX
+        )));
+    }
+    Ok(id)
+}
+
+/// A SPIFFE ID in the trust domain (reserved paths included: they can be deleted).
+fn parse_member(auth: &Authority, id: &str) -> Result<SpiffeId, ApiError> {
     let id = SpiffeId::parse(id).map_err(|e| ApiError::invalid_request(e.to_string()))?;
     if !id.is_member_of(auth.ca().trust_domain()) {
         return Err(ApiError::invalid_request(format!(
             "`{id}` is outside the trust domain `{}`",
             auth.ca().trust_domain().as_str()
-        )));
-    }
-    if crate::mtls::is_reserved(&id) {
-        return Err(ApiError::invalid_request(format!(
-            "`{id}` is reserved for the authority itself (`/{}/...`)",
-            crate::mtls::RESERVED_PREFIX
         )));
     }
     Ok(id)
@@ -197,7 +217,7 @@ async fn remove(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = require_admin(&auth, &headers).await?;
-    let id = parse_id(&auth, &id)?;
+    let id = parse_member(auth.as_ref(), &id)?;
     if !auth.store().delete_workload(id.as_str()).await.map_err(store_err)? {
         return Err(ApiError::not_found(format!("no workload `{id}`")));
     }
@@ -274,6 +294,12 @@ pub async fn issue(State(auth): State<Arc<Authority>>, req: Request) -> Result<R
         .map_err(store_err)?
         .ok_or_else(|| ApiError::invalid_grant("the workload was deleted"))?;
     let id = SpiffeId::parse(&workload.spiffe_id).map_err(|e| ApiError::server_error(&e))?;
+    if crate::mtls::is_reserved(&id) {
+        // Registered before the path was reserved: never the authority's identity.
+        return Err(ApiError::invalid_grant(
+            "the workload's id is reserved for the authority",
+        ));
+    }
     issue_for(&auth, &id, body.csr.as_bytes(), workload.svid_ttl, now)
 }
 
