@@ -53,7 +53,10 @@ impl EventHub {
     }
     /// Ends every open stream (graceful shutdown: verifiers reconnect elsewhere or later).
     pub fn close(&self) {
-        let _ = self.closing.send(true);
+        // `send` would not store the value while no stream is subscribed,
+        // and a stream that subscribes a moment later would then never end
+        // (graceful shutdown would wait forever): always store it.
+        self.closing.send_replace(true);
     }
     /// Resolves when [`close`](Self::close) is called.
     pub fn closed(&self) -> tokio::sync::watch::Receiver<bool> {
@@ -176,5 +179,18 @@ impl VerifierRegistry {
             .filter(|v| v.live && !v.kids.iter().any(|k| k == kid))
             .map(|v| v.verifier_id)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod close_tests {
+    use super::EventHub;
+
+    #[test]
+    fn a_stream_that_subscribes_after_close_sees_it() {
+        // No stream open when shutdown starts; one opens a moment later.
+        let hub = EventHub::default();
+        hub.close();
+        assert!(*hub.closed().borrow(), "close must be remembered without subscribers");
     }
 }
