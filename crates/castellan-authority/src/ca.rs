@@ -215,8 +215,12 @@ impl CaManager {
     /// Promotes the next CA: the active one retires (kept in the bundle
     /// until its last SVID expires), a new next one is published. Unless
     /// `force`, refused while the next CA has been published for less than
-    /// `max_svid_ttl`: workloads learn the bundle when they renew.
-    pub async fn rotate(&self, force: bool) -> Result<Arc<CaSet>, CaManagerError> {
+    /// `max_svid_ttl`: workloads learn the bundle when they renew. With
+    /// `withdraw` (a compromised CA; implies `force`) the active CA leaves
+    /// the bundle at once instead of retiring: every SVID it signed stops
+    /// verifying, and its holders need a new join token.
+    pub async fn rotate(&self, force: bool, withdraw: bool) -> Result<Arc<CaSet>, CaManagerError> {
+        let force = force || withdraw;
         let _guard = self.writing.lock().await;
         let now = self.clock.now();
         let records = self.store.list_cas().await?;
@@ -235,9 +239,11 @@ impl CaManager {
             }
         }
         let mut upserts = Vec::new();
+        let mut withdrawn = Vec::new();
         let mut have_next = false;
         for r in &records {
             match r.state {
+                KeyState::Active if withdraw => withdrawn.push(r.ca_id.clone()),
                 KeyState::Active => upserts.push(CaRecord {
                     state: KeyState::Retired,
                     retired_at: Some(now),
@@ -271,10 +277,14 @@ impl CaManager {
             KeyState::Next,
             now,
         )?);
-        self.store.write_cas(&upserts, &[]).await?;
+        self.store.write_cas(&upserts, &withdrawn).await?;
         let set = Arc::new(Self::load(&self.master, &self.store.list_cas().await?)?);
         self.current.store(set.clone());
-        tracing::info!(active = %set.active.id(), "internal CA rotated");
+        if withdrawn.is_empty() {
+            tracing::info!(active = %set.active.id(), "internal CA rotated");
+        } else {
+            tracing::warn!(active = %set.active.id(), withdrawn = ?withdrawn, "internal CA rotated and the old one withdrawn from the trust bundle");
+        }
         metrics::counter!("castellan_ca_rotations_total").increment(1);
         Ok(set)
     }
@@ -294,7 +304,7 @@ impl CaManager {
         if due {
             // The next CA is as old as the active one's signing period,
             // which the configuration keeps at least `max_svid_ttl`.
-            self.rotate(true).await?;
+            self.rotate(true, false).await?;
         }
         let expired: Vec<String> = records
             .iter()

@@ -52,9 +52,18 @@ pub fn is_reserved(id: &SpiffeId) -> bool {
     path == RESERVED_PREFIX || path.starts_with(&format!("{RESERVED_PREFIX}/"))
 }
 
-/// The authority's own SVID now, with when to renew it and the bundle
-/// sequence it was built against.
-fn own_svid(auth: &Authority, provider: &Arc<CryptoProvider>) -> Result<(SvidMaterial, i64, u64), MtlsError> {
+/// What the trust bundle is made of: the signing CA and every published one.
+/// (The bundle's `spiffe_sequence` has a one-second resolution; this
+/// changes with any change.)
+fn bundle_identity(set: &crate::ca::CaSet) -> Vec<String> {
+    std::iter::once(set.active.id().to_owned())
+        .chain(set.published.iter().map(|c| c.id().to_owned()))
+        .collect()
+}
+
+/// The authority's own SVID now, with when to renew it and the bundle it
+/// was built against.
+fn own_svid(auth: &Authority, provider: &Arc<CryptoProvider>) -> Result<(SvidMaterial, i64, Vec<String>), MtlsError> {
     let id = authority_spiffe_id(auth.ca().trust_domain())?;
     let key = generate_workload_key(&id)?;
     let set = auth.ca().current();
@@ -64,27 +73,27 @@ fn own_svid(auth: &Authority, provider: &Arc<CryptoProvider>) -> Result<(SvidMat
         .issue_svid(key.csr_der(), &id, u64::try_from(ttl).unwrap_or(3_600), auth.now())?;
     let bundle = set.published.iter().map(|c| c.der().clone()).collect();
     let material = SvidMaterial::from_parts(svid.chain.clone(), key.key_pem().as_bytes(), bundle, provider)?;
-    Ok((material, svid.renew_at(), set.sequence))
+    Ok((material, svid.renew_at(), bundle_identity(&set)))
 }
 
 /// Renews the authority's SVID at half-life and whenever the bundle changes
 /// (a CA rotation), checking every second.
-async fn keep_fresh(auth: Arc<Authority>, cell: Arc<SvidCell>, mut renew_at: i64, mut sequence: u64) {
+async fn keep_fresh(auth: Arc<Authority>, cell: Arc<SvidCell>, mut renew_at: i64, mut bundle: Vec<String>) {
     let mut failures = 0u64;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if auth.now() < renew_at && auth.ca().current().sequence == sequence {
+        if auth.now() < renew_at && bundle_identity(&auth.ca().current()) == bundle {
             continue;
         }
         match own_svid(&auth, cell.provider()) {
-            Ok((material, at, seq)) => {
+            Ok((material, at, cas)) => {
                 failures = 0;
                 cell.replace(material);
                 renew_at = at;
-                sequence = seq;
-                tracing::debug!(renew_at, bundle_sequence = seq, "authority svid renewed");
+                tracing::debug!(renew_at, cas = ?cas, "authority svid renewed");
+                bundle = cas;
             }
             Err(e) => {
                 // Retried every second; logged at the first failure and once a minute.
@@ -107,11 +116,11 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let (material, renew_at, sequence) = own_svid(&auth, &provider).map_err(std::io::Error::other)?;
+    let (material, renew_at, bundle) = own_svid(&auth, &provider).map_err(std::io::Error::other)?;
     let cell = SvidCell::new(material, provider);
     let current: Arc<dyn CurrentMaterial> = cell.clone();
     let config = castellan_workload::server_config(&current).map_err(std::io::Error::other)?;
-    let refresher = tokio::spawn(keep_fresh(auth.clone(), cell, renew_at, sequence));
+    let refresher = tokio::spawn(keep_fresh(auth.clone(), cell, renew_at, bundle));
     let app = crate::http::router(auth).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(addr = ?listener.local_addr().ok(), "mtls listener for workloads ready");
     let result = castellan_workload::serve(listener, Arc::new(config), app, stop, METRICS).await;

@@ -387,3 +387,53 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
             .supported_schemes()
     }
 }
+
+#[tokio::test]
+async fn an_emergency_ca_rotation_withdraws_the_old_ca_and_its_svids_stop_working() {
+    let ta = TestAuthority::start_with_mtls().await;
+    let base = ta.mtls_url().unwrap();
+    let authority = ta.authority_spiffe_id();
+    let before = ta.workload_svid(&format!("{TD}/orders/api")).await;
+    let old_ca = CaCert::from_der(&certs_from_pem(before.svid_pem.as_bytes()).unwrap()[1])
+        .unwrap()
+        .id()
+        .to_owned();
+
+    let (status, view) = ta
+        .admin(Method::POST, "/ca/rotate", Some(json!({"emergency": true})))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let ids: Vec<&str> = view["cas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ca_id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&old_ca.as_str()), "withdrawn at once: {view}");
+    let bundle = ta
+        .http
+        .get(format!("{}/ca/bundle.pem", ta.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!certs_from_pem(bundle.as_bytes())
+        .unwrap()
+        .iter()
+        .any(|c| CaCert::from_der(c).unwrap().id() == old_ca));
+
+    // Within a second the mTLS listener trusts only the new bundle: the old
+    // SVID can no longer renew (its holder needs a new join token).
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let key = generate_workload_key(&before.id).unwrap();
+    assert!(renew(&before.mtls_client(&authority), &base, &key.csr_pem())
+        .await
+        .is_err());
+    let again = ta.workload_svid(&format!("{TD}/orders/api")).await;
+    let (status, body) = renew(&again.mtls_client(&authority), &base, &key.csr_pem())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+}

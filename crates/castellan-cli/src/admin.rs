@@ -250,13 +250,22 @@ pub async fn ca(cmd: crate::cli::CaCommand) -> anyhow::Result<()> {
             let v = admin.call(reqwest::Method::GET, "/ca", None).await?;
             print(admin.json, &v, print_cas)
         }
-        CaCommand::Rotate { force, conn } => {
+        CaCommand::Rotate { force, emergency, conn } => {
             let admin = Admin::connect(&conn).await?;
             if !admin.json {
-                eprintln!("rotating the internal CA{}...", if force { " (forced)" } else { "" });
+                let how = match (emergency, force) {
+                    (true, _) => " (emergency: withdrawing the active CA from the bundle)",
+                    (false, true) => " (forced)",
+                    (false, false) => "",
+                };
+                eprintln!("rotating the internal CA{how}...");
             }
             let v = admin
-                .call(reqwest::Method::POST, "/ca/rotate", Some(json!({ "force": force })))
+                .call(
+                    reqwest::Method::POST,
+                    "/ca/rotate",
+                    Some(json!({ "force": force, "emergency": emergency })),
+                )
                 .await?;
             print(admin.json, &v, print_cas)
         }

@@ -74,6 +74,11 @@ pub enum CaCommand {
         /// renewed since the next CA was published fail handshakes until they renew.
         #[arg(long)]
         force: bool,
+        /// The active CA is compromised: remove it from the trust bundle at once
+        /// (implies --force). Every SVID it signed stops verifying; those
+        /// workloads need new join tokens.
+        #[arg(long)]
+        emergency: bool,
         #[command(flatten)]
         conn: Conn,
     },

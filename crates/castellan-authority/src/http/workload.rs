@@ -73,17 +73,20 @@ pub struct RotateCa {
     /// Rotate even if the next CA is younger than `ca.max_svid_ttl`.
     #[serde(default)]
     pub force: bool,
+    /// Remove the active CA from the bundle at once (compromise).
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 async fn rotate_ca(State(auth): State<Arc<Authority>>, req: Request) -> Result<Response, ApiError> {
     let caller = require_admin(&auth, req.headers()).await?;
     let body: RotateCa = json_body(&auth, req, true).await?.unwrap_or_default();
-    let set = match auth.ca().rotate(body.force).await {
+    let set = match auth.ca().rotate(body.force, body.emergency).await {
         Ok(set) => set,
         Err(e @ crate::ca::CaManagerError::TooSoon { .. }) => return Err(ApiError::conflict(e.to_string())),
         Err(e) => return Err(ApiError::server_error(&e)),
     };
-    tracing::info!(active = %set.active.id(), by = %caller.client_id, force = body.force, "internal CA rotated by an admin");
+    tracing::info!(active = %set.active.id(), by = %caller.client_id, force = body.force, emergency = body.emergency, "internal CA rotated by an admin");
     Ok(Json(ca_views(&set)).into_response())
 }
 
