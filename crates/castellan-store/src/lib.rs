@@ -12,8 +12,8 @@ mod model;
 mod sqlite;
 
 pub use model::{
-    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, KeyState, Redeemed, RefreshTokenRecord,
-    RevocationEvent, RevocationKind, SessionRecord, UserRecord, WorkloadRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, KeyState, PolicyVersionRecord, Redeemed,
+    RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, UserRecord, WorkloadRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -153,4 +153,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Spends a join token: `Fresh` once, `Replayed` after, `Unknown` if
     /// absent, expired, or its workload is gone.
     async fn redeem_join_token(&self, token_hash: &[u8], now: UnixTime) -> StoreResult<Redeemed<JoinTokenRecord>>;
+
+    /// Stores `policies` (and `schema`) as the service's next version,
+    /// numbered atomically (concurrent pushes get distinct versions).
+    async fn append_policy_version(
+        &self,
+        service: &str,
+        policies: &str,
+        schema: Option<&str>,
+        created_at: UnixTime,
+        created_by: &str,
+        note: Option<&str>,
+    ) -> StoreResult<PolicyVersionRecord>;
+    /// One version, or the newest when `version` is `None`.
+    async fn get_policy_version(&self, service: &str, version: Option<i64>) -> StoreResult<Option<PolicyVersionRecord>>;
+    /// Every version of a service, oldest first.
+    async fn list_policy_versions(&self, service: &str) -> StoreResult<Vec<PolicyVersionRecord>>;
+    /// The services with policies, and their newest version.
+    async fn list_policy_services(&self) -> StoreResult<Vec<(String, i64)>>;
 }

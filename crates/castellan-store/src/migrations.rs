@@ -126,4 +126,16 @@ CREATE TABLE join_tokens (
     r#"
 ALTER TABLE clients ADD COLUMN tls_client_auth_san_uri TEXT;
 "#,
+    r#"
+CREATE TABLE policy_versions (
+    service     TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    policies    TEXT NOT NULL,
+    schema      TEXT,
+    created_at  INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    note        TEXT,
+    PRIMARY KEY (service, version)
+);
+"#,
 ];

@@ -356,6 +356,27 @@ impl fmt::Debug for CaRecord {
     }
 }
 
+/// One stored version of a service's Cedar policies. Versions of a service
+/// count up from 1 and are never changed or removed: a rollback stores the
+/// old text again as a new version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersionRecord {
+    /// The service the policies govern.
+    pub service: String,
+    /// 1, 2, 3, ... per service.
+    pub version: i64,
+    /// Cedar policy text.
+    pub policies: String,
+    /// Cedar schema text, when the push carried one.
+    pub schema: Option<String>,
+    /// Stored at.
+    pub created_at: UnixTime,
+    /// The admin client that pushed it.
+    pub created_by: String,
+    /// Why (e.g. `rollback to 3`).
+    pub note: Option<String>,
+}
+
 /// A registered workload: who may hold an SVID for this SPIFFE ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadRecord {

@@ -3,7 +3,7 @@
 
 use crate::migrations;
 use crate::{
-    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, Redeemed, RefreshTokenRecord, RevocationEvent,
+    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, PolicyVersionRecord, Redeemed, RefreshTokenRecord, RevocationEvent,
     RevocationKind, SessionRecord, Store, StoreError, StoreResult, UserRecord, WorkloadRecord,
 };
 use castellan_core::UnixTime;
@@ -84,6 +84,18 @@ fn corrupt(what: &'static str, reason: impl ToString) -> StoreError {
         what,
         reason: reason.to_string(),
     }
+}
+
+fn policy_from_row(row: &SqliteRow) -> StoreResult<PolicyVersionRecord> {
+    Ok(PolicyVersionRecord {
+        service: row.try_get("service")?,
+        version: row.try_get("version")?,
+        policies: row.try_get("policies")?,
+        schema: row.try_get("schema")?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        note: row.try_get("note")?,
+    })
 }
 
 fn client_from_row(row: &SqliteRow) -> StoreResult<ClientRecord> {
@@ -866,6 +878,85 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(Redeemed::Fresh(record))
+    }
+
+    async fn append_policy_version(
+        &self,
+        service: &str,
+        policies: &str,
+        schema: Option<&str>,
+        created_at: UnixTime,
+        created_by: &str,
+        note: Option<&str>,
+    ) -> StoreResult<PolicyVersionRecord> {
+        let mut tx = self.begin_write().await?;
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions WHERE service = ?",
+        )
+        .bind(service)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO policy_versions (service, version, policies, schema, created_at, created_by, note) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(service)
+        .bind(version)
+        .bind(policies)
+        .bind(schema)
+        .bind(created_at)
+        .bind(created_by)
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(PolicyVersionRecord {
+            service: service.to_owned(),
+            version,
+            policies: policies.to_owned(),
+            schema: schema.map(str::to_owned),
+            created_at,
+            created_by: created_by.to_owned(),
+            note: note.map(str::to_owned),
+        })
+    }
+
+    async fn get_policy_version(&self, service: &str, version: Option<i64>) -> StoreResult<Option<PolicyVersionRecord>> {
+        let row = match version {
+            Some(v) => {
+                sqlx::query("SELECT * FROM policy_versions WHERE service = ? AND version = ?")
+                    .bind(service)
+                    .bind(v)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM policy_versions WHERE service = ? ORDER BY version DESC LIMIT 1")
+                    .bind(service)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        row.as_ref().map(policy_from_row).transpose()
+    }
+
+    async fn list_policy_versions(&self, service: &str) -> StoreResult<Vec<PolicyVersionRecord>> {
+        sqlx::query("SELECT * FROM policy_versions WHERE service = ? ORDER BY version")
+            .bind(service)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(policy_from_row)
+            .collect()
+    }
+
+    async fn list_policy_services(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT service, MAX(version) AS version FROM policy_versions GROUP BY service ORDER BY service")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("service")?, r.try_get("version")?)))
+            .collect()
     }
 }
 

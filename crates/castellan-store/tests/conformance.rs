@@ -979,6 +979,7 @@ async fn conformance(store: Arc<dyn Store>) {
     concurrent_code_redemption_has_one_winner(Arc::clone(&store)).await;
     concurrent_refresh_rotation_has_one_winner(Arc::clone(&store)).await;
     purge_grants_drops_only_expired(&*store).await;
+    policy_versions_count_up_per_service(Arc::clone(&store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1108,4 +1109,48 @@ fn debug_output_hides_secrets() {
     assert!(!replayed.contains("231"), "{replayed}");
     let found = format!("{:?}", Some(u));
     assert!(!found.contains("argon2id"), "{found}");
+}
+
+async fn policy_versions_count_up_per_service(store: Arc<dyn Store>) {
+    assert_eq!(store.get_policy_version("orders", None).await.unwrap(), None);
+    let v1 = store
+        .append_policy_version("orders", "permit(principal, action, resource);", None, 10, "admin", None)
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    let v2 = store
+        .append_policy_version("orders", "forbid(principal, action, resource);", Some("entity A;"), 11, "admin", Some("tighten"))
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(
+        store.append_policy_version("billing", "x", None, 12, "ops", None).await.unwrap().version,
+        1,
+        "versions are per service"
+    );
+    assert_eq!(store.get_policy_version("orders", None).await.unwrap(), Some(v2.clone()));
+    assert_eq!(store.get_policy_version("orders", Some(1)).await.unwrap(), Some(v1.clone()));
+    assert_eq!(store.get_policy_version("orders", Some(9)).await.unwrap(), None);
+    assert_eq!(store.list_policy_versions("orders").await.unwrap(), vec![v1, v2]);
+    assert_eq!(
+        store.list_policy_services().await.unwrap(),
+        vec![("billing".to_owned(), 1), ("orders".to_owned(), 2)]
+    );
+    // Concurrent pushes never share a version.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            s.append_policy_version("race", &format!("// {i}"), None, 20, "admin", None)
+                .await
+                .unwrap()
+                .version
+        }));
+    }
+    let mut versions: Vec<i64> = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<_>>());
 }

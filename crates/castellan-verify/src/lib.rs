@@ -76,7 +76,9 @@ pub use rejection::{Rejection, RevokedBy};
 pub use revocation::{RevocationEvent, RevocationState};
 pub use token::{VerifiedClaims, VerifiedToken};
 pub use validate::{validate, validate_presented, KeyRing, ValidationContext};
-pub use verifier::{install_tls_provider, BuildError, FailMode, Verifier, VerifierBuilder, VerifierStatus};
+pub use verifier::{
+    install_tls_provider, BuildError, FailMode, PolicyNotice, Verifier, VerifierBuilder, VerifierStatus,
+};
 
 /// The verified-token cache, exposed only for benchmarks; not a stable API.
 #[doc(hidden)]

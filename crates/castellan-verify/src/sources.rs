@@ -21,6 +21,10 @@ pub struct Discovery {
     pub castellan_verifier_heartbeat_endpoint: String,
     /// The validation profile.
     pub castellan_validation_profile: ValidationProfile,
+    /// Signed policy bundles, `{service}` to be replaced (authorities that
+    /// distribute Cedar policies).
+    #[serde(default)]
+    pub castellan_policy_bundle_endpoint: Option<String>,
 }
 
 /// Longest a discovery or JWKS fetch may take, end to end.

@@ -233,6 +233,8 @@ impl VerifierBuilder {
             keys_changed: Notify::new(),
             ready: ready_tx,
             log_id: Mutex::new(None),
+            policy_bundle_uri: d.castellan_policy_bundle_endpoint,
+            policy_notices: tokio::sync::broadcast::channel(64).0,
         });
         let tasks = vec![
             tokio::spawn(inner.clone().run_stream()),
@@ -302,6 +304,20 @@ struct Inner {
     ready: watch::Sender<bool>,
     /// The authority's revocation log id, once seen.
     log_id: Mutex<Option<String>>,
+    /// Where signed policy bundles are, `{service}` to be replaced.
+    policy_bundle_uri: Option<String>,
+    /// `policy` events from the stream.
+    policy_notices: tokio::sync::broadcast::Sender<PolicyNotice>,
+}
+
+/// A service's policies changed on the authority (a `policy` event on the
+/// stream): fetch the signed bundle now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct PolicyNotice {
+    /// The service.
+    pub service: String,
+    /// The version now in force.
+    pub version: i64,
 }
 
 /// The verifier. Clones share one state and one set of background tasks.
@@ -358,6 +374,41 @@ impl Verifier {
             Err(r) => metrics::counter!("castellan_verify_total", "result" => r.label()).increment(1),
         }
         result
+    }
+
+    /// The issuer the verifier checks tokens against.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// A key of the authority's current JWKS, by kid (for other documents
+    /// it signs, such as policy bundles).
+    #[must_use]
+    pub fn verifying_key(&self, kid: &str) -> Option<Arc<castellan_jose::VerifyingKey>> {
+        self.inner.keys.load().get(kid).cloned()
+    }
+
+    /// Where `service`'s signed policy bundle is, if the authority says.
+    #[must_use]
+    pub fn policy_bundle_url(&self, service: &str) -> Option<String> {
+        self.inner
+            .policy_bundle_uri
+            .as_ref()
+            .map(|u| u.replace("{service}", service))
+    }
+
+    /// `policy` events from the authority's stream, from now on.
+    #[must_use]
+    pub fn policy_notices(&self) -> tokio::sync::broadcast::Receiver<PolicyNotice> {
+        self.inner.policy_notices.subscribe()
+    }
+
+    /// The HTTP client the verifier reaches the authority with (its TLS
+    /// trust included).
+    #[must_use]
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.inner.http
     }
 
     /// The audience it checks for.
@@ -575,6 +626,12 @@ impl Inner {
                     "revocation" => match serde_json::from_str::<RevocationEvent>(&ev.data) {
                         Ok(r) => self.apply(&r),
                         Err(e) => tracing::warn!(error = %e, "unreadable revocation event"),
+                    },
+                    "policy" => match serde_json::from_str::<PolicyNotice>(&ev.data) {
+                        Ok(n) => {
+                            let _ = self.policy_notices.send(n);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "unreadable policy event"),
                     },
                     "keys" => {
                         self.refresh_profile().await;
