@@ -21,6 +21,14 @@ pub enum StreamEvent {
         /// Kids now published.
         kids: Vec<String>,
     },
+    /// A new policy version is in force for a service; its services fetch
+    /// the signed bundle now.
+    Policy {
+        /// The service.
+        service: String,
+        /// The new version.
+        version: i64,
+    },
 }
 
 /// Fan-out of live events to every open stream.

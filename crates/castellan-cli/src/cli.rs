@@ -57,6 +57,9 @@ pub enum Command {
     /// The internal CA: list CAs, rotate to the published next CA.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Cedar policies per service: push, list, show, diff, rollback.
+    #[command(subcommand)]
+    Policy(crate::policy::PolicyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,5 +326,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gate(args) => gate::run(args, cli.log_format).await,
         Command::Workload(cmd) => workload::run(cmd).await,
         Command::Ca(cmd) => admin::ca(cmd).await,
+        Command::Policy(cmd) => crate::policy::run(cmd).await,
     }
 }

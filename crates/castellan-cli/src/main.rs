@@ -12,6 +12,7 @@ macro_rules! out {
 mod admin;
 mod cli;
 mod gate;
+mod policy;
 mod serve;
 mod users;
 mod workload;

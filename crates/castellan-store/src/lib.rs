@@ -166,7 +166,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         note: Option<&str>,
     ) -> StoreResult<PolicyVersionRecord>;
     /// One version, or the newest when `version` is `None`.
-    async fn get_policy_version(&self, service: &str, version: Option<i64>) -> StoreResult<Option<PolicyVersionRecord>>;
+    async fn get_policy_version(&self, service: &str, version: Option<i64>)
+        -> StoreResult<Option<PolicyVersionRecord>>;
     /// Every version of a service, oldest first.
     async fn list_policy_versions(&self, service: &str) -> StoreResult<Vec<PolicyVersionRecord>>;
     /// The services with policies, and their newest version.

@@ -3,8 +3,9 @@
 
 use crate::migrations;
 use crate::{
-    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, PolicyVersionRecord, Redeemed, RefreshTokenRecord, RevocationEvent,
-    RevocationKind, SessionRecord, Store, StoreError, StoreResult, UserRecord, WorkloadRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, PolicyVersionRecord, Redeemed,
+    RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, Store, StoreError, StoreResult, UserRecord,
+    WorkloadRecord,
 };
 use castellan_core::UnixTime;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -890,12 +891,11 @@ impl Store for SqliteStore {
         note: Option<&str>,
     ) -> StoreResult<PolicyVersionRecord> {
         let mut tx = self.begin_write().await?;
-        let version: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions WHERE service = ?",
-        )
-        .bind(service)
-        .fetch_one(&mut *tx)
-        .await?;
+        let version: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions WHERE service = ?")
+                .bind(service)
+                .fetch_one(&mut *tx)
+                .await?;
         sqlx::query(
             "INSERT INTO policy_versions (service, version, policies, schema, created_at, created_by, note) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -921,7 +921,11 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn get_policy_version(&self, service: &str, version: Option<i64>) -> StoreResult<Option<PolicyVersionRecord>> {
+    async fn get_policy_version(
+        &self,
+        service: &str,
+        version: Option<i64>,
+    ) -> StoreResult<Option<PolicyVersionRecord>> {
         let row = match version {
             Some(v) => {
                 sqlx::query("SELECT * FROM policy_versions WHERE service = ? AND version = ?")
@@ -951,9 +955,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_policy_services(&self) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT service, MAX(version) AS version FROM policy_versions GROUP BY service ORDER BY service")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT service, MAX(version) AS version FROM policy_versions GROUP BY service ORDER BY service",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("service")?, r.try_get("version")?)))
             .collect()

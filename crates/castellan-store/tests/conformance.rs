@@ -1114,22 +1114,46 @@ fn debug_output_hides_secrets() {
 async fn policy_versions_count_up_per_service(store: Arc<dyn Store>) {
     assert_eq!(store.get_policy_version("orders", None).await.unwrap(), None);
     let v1 = store
-        .append_policy_version("orders", "permit(principal, action, resource);", None, 10, "admin", None)
+        .append_policy_version(
+            "orders",
+            "permit(principal, action, resource);",
+            None,
+            10,
+            "admin",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(v1.version, 1);
     let v2 = store
-        .append_policy_version("orders", "forbid(principal, action, resource);", Some("entity A;"), 11, "admin", Some("tighten"))
+        .append_policy_version(
+            "orders",
+            "forbid(principal, action, resource);",
+            Some("entity A;"),
+            11,
+            "admin",
+            Some("tighten"),
+        )
         .await
         .unwrap();
     assert_eq!(v2.version, 2);
     assert_eq!(
-        store.append_policy_version("billing", "x", None, 12, "ops", None).await.unwrap().version,
+        store
+            .append_policy_version("billing", "x", None, 12, "ops", None)
+            .await
+            .unwrap()
+            .version,
         1,
         "versions are per service"
     );
-    assert_eq!(store.get_policy_version("orders", None).await.unwrap(), Some(v2.clone()));
-    assert_eq!(store.get_policy_version("orders", Some(1)).await.unwrap(), Some(v1.clone()));
+    assert_eq!(
+        store.get_policy_version("orders", None).await.unwrap(),
+        Some(v2.clone())
+    );
+    assert_eq!(
+        store.get_policy_version("orders", Some(1)).await.unwrap(),
+        Some(v1.clone())
+    );
     assert_eq!(store.get_policy_version("orders", Some(9)).await.unwrap(), None);
     assert_eq!(store.list_policy_versions("orders").await.unwrap(), vec![v1, v2]);
     assert_eq!(

@@ -33,6 +33,7 @@ pub fn router() -> Router<Arc<Authority>> {
         .route("/verifiers", get(list_verifiers))
         .merge(super::admin_users::router())
         .merge(super::workload::admin_router())
+        .merge(super::policies::admin_router())
 }
 
 pub(super) async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {
@@ -81,8 +82,18 @@ pub(super) async fn json_body<T: for<'de> Deserialize<'de>>(
     req: Request,
     empty_ok: bool,
 ) -> Result<Option<T>, ApiError> {
+    json_body_up_to(req, empty_ok, auth.config().limits.max_body_bytes).await
+}
+
+/// As [`json_body`], with its own size limit (for documents larger than a
+/// request usually is, such as policy sets).
+pub(super) async fn json_body_up_to<T: for<'de> Deserialize<'de>>(
+    req: Request,
+    empty_ok: bool,
+    limit: usize,
+) -> Result<Option<T>, ApiError> {
     let (parts, body) = req.into_parts();
-    let bytes = read_body(body, auth.config().limits.max_body_bytes).await?;
+    let bytes = read_body(body, limit).await?;
     if bytes.is_empty() && empty_ok {
         return Ok(None);
     }

@@ -13,6 +13,7 @@ pub mod grants;
 pub mod oauth;
 pub mod oidc;
 pub mod pages;
+pub mod policies;
 pub mod stream;
 pub mod workload;
 
@@ -63,6 +64,8 @@ pub mod paths {
     pub const REVOCATION_STREAM: &str = "/revocations/stream";
     /// Verifier heartbeats.
     pub const HEARTBEAT: &str = "/verifiers/heartbeat";
+    /// A service's signed policy bundle (`{service}` replaced).
+    pub const POLICY_BUNDLE: &str = "/policies/{service}/bundle";
 }
 
 /// Every route.
@@ -87,6 +90,7 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route(paths::REVOCATIONS, get(stream::snapshot))
         .route(paths::REVOCATION_STREAM, get(stream::stream))
         .route(paths::HEARTBEAT, post(stream::heartbeat))
+        .route(paths::POLICY_BUNDLE, get(policies::bundle))
         .nest(paths::ADMIN, admin::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))

@@ -153,6 +153,13 @@ async fn pump(
                 Ok(e) => tx.send(e).await.is_ok(),
                 Err(_) => true,
             },
+            Ok(StreamEvent::Policy { service, version }) => match Event::default()
+                .event("policy")
+                .json_data(serde_json::json!({ "service": service, "version": version }))
+            {
+                Ok(e) => tx.send(e).await.is_ok(),
+                Err(_) => true,
+            },
             Err(broadcast::error::RecvError::Closed) => false,
         };
         if !ok {
