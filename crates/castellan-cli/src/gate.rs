@@ -74,6 +74,11 @@ pub struct GateArgs {
     /// gate's SVID and requiring the upstream to present this SPIFFE ID.
     #[arg(long, value_name = "SPIFFE_ID", requires_all = ["svid_dir", "upstream"], value_parser = SpiffeId::parse)]
     pub upstream_spiffe_id: Option<SpiffeId>,
+    /// Decide every request with this service's Cedar policies from the
+    /// authority (`castellan policy push SERVICE ...`) before forwarding it:
+    /// denied requests get 403 and never reach the upstream.
+    #[arg(long, value_name = "SERVICE", env = "CASTELLAN_GATE_POLICY_SERVICE")]
+    pub policy_service: Option<String>,
 }
 
 pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
@@ -103,6 +108,7 @@ pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
             upstream_spiffe_id: args.upstream_spiffe_id,
             ..MtlsConfig::new(dir, args.allow_peer)
         }),
+        policy_service: args.policy_service,
     };
     let mode = if config.upstream.is_some() {
         "proxy"

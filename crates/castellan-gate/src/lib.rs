@@ -14,6 +14,7 @@
 
 mod headers;
 pub mod mtls;
+mod policy;
 mod proxy;
 
 pub use castellan_ca::SpiffeId;
@@ -64,6 +65,9 @@ pub struct GateConfig {
     pub authority_ca_pem: Option<Vec<u8>>,
     /// Terminate mTLS with a SPIFFE SVID and admit only allow-listed peers.
     pub mtls: Option<MtlsConfig>,
+    /// Decide every request with this service's Cedar policies (from the
+    /// authority) before forwarding it.
+    pub policy_service: Option<String>,
 }
 
 /// A bound gate, not yet serving.
@@ -115,6 +119,8 @@ pub mod paths {
 
 struct Gate {
     verifier: ArcSwapOption<Verifier>,
+    /// Route policies, with `--policy-service`.
+    authz: Option<Arc<castellan_authz::Authorizer>>,
     upstream: Option<proxy::Upstream>,
     client: proxy::UpstreamClient,
     metrics: PrometheusHandle,
@@ -216,6 +222,10 @@ pub async fn bind(
     let tls = mtls.is_some();
     let gate = Arc::new(Gate {
         verifier: ArcSwapOption::empty(),
+        authz: config
+            .policy_service
+            .as_ref()
+            .map(|s| Arc::new(castellan_authz::Authorizer::new(s.clone()))),
         upstream,
         client,
         metrics: prometheus(),
@@ -325,7 +335,11 @@ async fn connect_verifier(gate: Arc<Gate>, config: GateConfig, fatal: tokio::syn
         match b.connect().await {
             Ok(v) => {
                 tracing::info!(authority = %config.authority, audience = %config.audience, "verifier connected");
-                gate.verifier.store(Some(Arc::new(v)));
+                let v = Arc::new(v);
+                if let Some(authz) = &gate.authz {
+                    tokio::spawn(policy::keep_current(v.clone(), authz.clone()));
+                }
+                gate.verifier.store(Some(v));
                 return;
             }
             Err(e @ (castellan_verify::BuildError::Profile(_) | castellan_verify::BuildError::Config(_))) => {
@@ -341,7 +355,35 @@ async fn connect_verifier(gate: Arc<Gate>, config: GateConfig, fatal: tokio::syn
     }
 }
 
+/// The method and path a request is decided for. Forward-auth asks about
+/// the original request, which the proxy names in `X-Forwarded-Method` /
+/// `X-Forwarded-Uri` (Traefik) or `X-Original-Method` / `X-Original-URI`
+/// (nginx); in proxy mode the request itself is the one (a client's
+/// headers are never trusted for it).
+fn decided_route(req: &Request, forward_auth: bool) -> (String, String) {
+    let header = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| req.headers().get(*n).and_then(|v| v.to_str().ok()))
+            .map(str::to_owned)
+    };
+    let (method, uri) = if forward_auth {
+        (
+            header(&["x-forwarded-method", "x-original-method"]).unwrap_or_else(|| req.method().as_str().to_owned()),
+            header(&["x-forwarded-uri", "x-original-uri"]).unwrap_or_else(|| req.uri().path().to_owned()),
+        )
+    } else {
+        (req.method().as_str().to_owned(), req.uri().path().to_owned())
+    };
+    let path = uri.split(['?', '#']).next().unwrap_or("").to_owned();
+    (method.to_ascii_uppercase(), path)
+}
+
 async fn ready(State(gate): State<Arc<Gate>>) -> Response {
+    // With route policies, not ready until a bundle is in force.
+    if gate.authz.as_ref().is_some_and(|a| a.version().is_none()) {
+        return (http::StatusCode::SERVICE_UNAVAILABLE, "no policy bundle yet").into_response();
+    }
     match gate.verifier.load_full() {
         Some(v) if v.is_ready() => (http::StatusCode::OK, axum::Json(v.status())).into_response(),
         Some(v) => (http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(v.status())).into_response(),
@@ -372,6 +414,14 @@ async fn handle(State(gate): State<Arc<Gate>>, ConnectInfo(peer): ConnectInfo<So
     if let Some(PeerIdentity(id)) = req.extensions().get::<PeerIdentity>() {
         if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             identity.insert(HeaderName::from_static(PEER_HEADER), v);
+        }
+    }
+    if let Some(authz) = &gate.authz {
+        let peer_id = req.extensions().get::<PeerIdentity>().map(|p| p.0.as_str().to_owned());
+        let (method, path) = decided_route(&req, gate.upstream.is_none());
+        if let Some(denied) = policy::check(authz, &token, peer_id.as_deref(), &method, &path) {
+            metrics::counter!("castellan_gate_requests_total", "outcome" => "denied_by_policy").increment(1);
+            return denied;
         }
     }
     metrics::counter!("castellan_gate_requests_total", "outcome" => "admitted").increment(1);

@@ -240,6 +240,7 @@ fn config(authority: &str, upstream: &str, mtls: MtlsConfig) -> GateConfig {
         health_listen: Some("127.0.0.1:0".parse().unwrap()),
         authority_ca_pem: None,
         mtls: Some(mtls),
+        policy_service: None,
     }
 }
 
