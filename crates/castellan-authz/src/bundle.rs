@@ -42,7 +42,7 @@ pub struct CompiledBundle {
     set: PolicySet,
     schema: Option<Schema>,
     summary: PolicySummary,
-    index: Index,
+    index: Option<Index>,
     signed: Option<Arc<str>>,
 }
 
@@ -94,8 +94,8 @@ impl CompiledBundle {
         &self.set
     }
 
-    pub(crate) fn index(&self) -> &Index {
-        &self.index
+    pub(crate) fn index(&self) -> Option<&Index> {
+        self.index.as_ref()
     }
 
     /// The parsed schema, when the bundle carries one.

@@ -126,14 +126,14 @@ pub(crate) fn evaluate(bundle: &CompiledBundle, request: &AuthzRequest, entities
     let mut absorb = |set: &PolicySet| {
         let response = cedar.is_authorized(req, set, entities);
         let diagnostics = response.diagnostics();
-        let reasons = diagnostics.reason().map(ToString::to_string);
+        let reasons = diagnostics.reason().map(|id| AsRef::<str>::as_ref(id).to_owned());
         match response.decision() {
             CedarDecision::Allow => permits.extend(reasons),
             CedarDecision::Deny => forbids.extend(reasons),
         }
         errors.extend(diagnostics.errors().map(ToString::to_string));
     };
-    match bundle.index().select(req, entities) {
+    match bundle.index().and_then(|i| i.select(req, entities)) {
         Some(sets) => sets.into_iter().for_each(&mut absorb),
         None => absorb(bundle.policy_set()),
     }

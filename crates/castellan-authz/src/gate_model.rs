@@ -5,7 +5,6 @@ use crate::error::AuthzError;
 use crate::request::AuthzRequest;
 use castellan_verify::VerifiedToken;
 use cedar_policy::{Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::LazyLock;
 
@@ -76,27 +75,22 @@ pub fn principal_entity_with_parents(
     peer: Option<&str>,
     parents: impl IntoIterator<Item = EntityUid>,
 ) -> Result<Entity, AuthzError> {
-    let mut attrs: HashMap<String, RestrictedExpression> = HashMap::with_capacity(4);
-    attrs.insert(
-        "client_id".to_owned(),
-        RestrictedExpression::new_string(token.client_id.clone()),
+    let scopes = RestrictedExpression::new_set(token.scopes().map(|s| RestrictedExpression::new_string(s.to_owned())));
+    let actors = RestrictedExpression::new_set(
+        actors(token.act.as_ref())?
+            .into_iter()
+            .map(RestrictedExpression::new_string),
     );
-    attrs.insert(
-        "scopes".to_owned(),
-        RestrictedExpression::new_set(token.scopes().map(|s| RestrictedExpression::new_string(s.to_owned()))),
-    );
-    if let Some(p) = peer {
-        attrs.insert("peer".to_owned(), RestrictedExpression::new_string(p.to_owned()));
-    }
-    attrs.insert(
-        "actors".to_owned(),
-        RestrictedExpression::new_set(
-            actors(token.act.as_ref())?
-                .into_iter()
-                .map(RestrictedExpression::new_string),
+    let attrs = [
+        (
+            "client_id".to_owned(),
+            RestrictedExpression::new_string(token.client_id.clone()),
         ),
-    );
-    Entity::new(uid(&PRINCIPAL, &token.sub)?, attrs, parents.into_iter().collect())
+        ("scopes".to_owned(), scopes),
+        ("actors".to_owned(), actors),
+    ];
+    let peer = peer.map(|p| ("peer".to_owned(), RestrictedExpression::new_string(p.to_owned())));
+    Entity::new_with_tags(uid(&PRINCIPAL, &token.sub)?, attrs.into_iter().chain(peer), parents, [])
         .map_err(|e| AuthzError::Request(e.to_string()))
 }
 
@@ -173,10 +167,13 @@ pub fn gate_request(
     check_path(path)?;
     let principal = principal_entity(token, peer)?;
     let route_uid = uid(&ROUTE, path)?;
-    let mut attrs = HashMap::with_capacity(1);
-    attrs.insert("path".to_owned(), RestrictedExpression::new_string(path.to_owned()));
-    let route =
-        Entity::new(route_uid.clone(), attrs, HashSet::new()).map_err(|e| AuthzError::Request(e.to_string()))?;
+    let route = Entity::new_with_tags(
+        route_uid.clone(),
+        [("path".to_owned(), RestrictedExpression::new_string(path.to_owned()))],
+        [],
+        [],
+    )
+    .map_err(|e| AuthzError::Request(e.to_string()))?;
     let request = AuthzRequest::new(principal.uid(), uid(&ACTION, method)?, route_uid, Context::empty())?;
     let entities = Entities::from_entities([principal, route], None).map_err(|e| AuthzError::Request(e.to_string()))?;
     Ok((request, entities))

@@ -16,6 +16,11 @@
 //! leaving it out changes no decision and no determining policy. It can
 //! only leave out an evaluation error of a policy that could not match.
 //!
+//! A policy with a path guard is indexed by its longest path prefix (the
+//! path is one string to read); one with only scope guards by its first
+//! scope (reading the principal's scopes builds a set, so it is done only
+//! when such a policy exists).
+//!
 //! The filter applies only while its facts are plain: the action has no
 //! ancestors in the request's entities (else every policy is evaluated, as
 //! `action in` could match through the hierarchy); a fact the entities do
@@ -80,14 +85,15 @@ impl Entry {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
     entries: Vec<Entry>,
-    /// Entries with a scope guard, under their first one.
-    by_scope: HashMap<String, Vec<usize>>,
-    /// Entries with a path guard but no scope guard, under the longest prefix.
+    /// Entries with a path guard, under their longest prefix.
     by_prefix: HashMap<String, Vec<usize>>,
     /// The distinct lengths of `by_prefix` keys.
     prefix_lens: Vec<usize>,
-    /// Policies with no scope or path guard, per action they apply to.
-    unguarded_by_action: HashMap<EntityUid, PolicySet>,
+    /// Entries with a scope guard but no path guard, under their first scope.
+    by_scope: HashMap<String, Vec<usize>>,
+    /// Policies with no scope or path guard, per action they apply to (a
+    /// handful of actions: a list beats hashing an entity uid).
+    unguarded_by_action: Vec<(EntityUid, PolicySet)>,
     /// Policies with no guard at all (for actions no policy names).
     unguarded_any: PolicySet,
 }
@@ -172,16 +178,11 @@ fn without_action(p: &Policy, est: Option<&Value>) -> Policy {
     Policy::from_json(Some(p.id().clone()), est).unwrap_or_else(|_| p.clone())
 }
 
-fn single(p: Policy) -> PolicySet {
-    let mut set = PolicySet::new();
-    // A fresh set takes any one policy.
-    let _ = set.add(p);
-    set
-}
-
 impl Index {
-    /// Groups the policies of `set`.
-    pub(crate) fn build(set: &PolicySet) -> Self {
+    /// Groups the policies of `set`; `None` if Cedar refuses one of the
+    /// derived sets (it should not: ids are unique), and then every
+    /// decision evaluates the whole set.
+    pub(crate) fn build(set: &PolicySet) -> Option<Self> {
         let mut index = Self::default();
         let mut unguarded: Vec<(Option<Vec<EntityUid>>, Policy)> = Vec::new();
         for p in set.policies() {
@@ -197,17 +198,18 @@ impl Index {
                 p.clone()
             };
             let i = index.entries.len();
-            if let Some(scope) = g.scopes.first() {
-                index.by_scope.entry(scope.clone()).or_default().push(i);
-            } else if let Some(longest) = g.paths.iter().max_by_key(|pg| pg.prefix.len()) {
+            // The path is the cheap fact (one string); scopes only when needed.
+            if let Some(longest) = g.paths.iter().max_by_key(|pg| pg.prefix.len()) {
                 index.by_prefix.entry(longest.prefix.clone()).or_default().push(i);
                 if !index.prefix_lens.contains(&longest.prefix.len()) {
                     index.prefix_lens.push(longest.prefix.len());
                 }
+            } else if let Some(scope) = g.scopes.first() {
+                index.by_scope.entry(scope.clone()).or_default().push(i);
             }
             index.entries.push(Entry {
                 guards: g,
-                set: single(policy),
+                set: PolicySet::from_policies([policy]).ok()?,
             });
         }
         let mut named: Vec<&EntityUid> = Vec::new();
@@ -217,20 +219,15 @@ impl Index {
             }
         }
         for action in named {
-            let mut s = PolicySet::new();
-            for (actions, p) in &unguarded {
-                if actions.as_ref().is_none_or(|a| a.contains(action)) {
-                    let _ = s.add(p.clone());
-                }
-            }
-            index.unguarded_by_action.insert(action.clone(), s);
+            let applies = unguarded
+                .iter()
+                .filter(|(actions, _)| actions.as_ref().is_none_or(|a| a.contains(action)));
+            let set = PolicySet::from_policies(applies.map(|(_, p)| p.clone())).ok()?;
+            index.unguarded_by_action.push((action.clone(), set));
         }
-        for (actions, p) in &unguarded {
-            if actions.is_none() {
-                let _ = index.unguarded_any.add(p.clone());
-            }
-        }
-        index
+        let any = unguarded.iter().filter(|(actions, _)| actions.is_none());
+        index.unguarded_any = PolicySet::from_policies(any.map(|(_, p)| p.clone())).ok()?;
+        Some(index)
     }
 
     /// The sets to evaluate for this request, or `None` to evaluate the
@@ -240,14 +237,19 @@ impl Index {
         if entities.ancestors(action).is_some_and(|mut a| a.next().is_some()) {
             return None;
         }
-        let scopes_attr = request
-            .principal()
-            .and_then(|p| entities.get(p))
-            .and_then(|p| p.attr("scopes"));
         let path_attr = request
             .resource()
             .and_then(|r| entities.get(r))
             .and_then(|r| r.attr("path"));
+        // Reading `scopes` builds a set: only when a scope-indexed entry needs it.
+        let scopes_attr = if self.by_scope.is_empty() {
+            None
+        } else {
+            request
+                .principal()
+                .and_then(|p| entities.get(p))
+                .and_then(|p| p.attr("scopes"))
+        };
         let facts = Facts {
             action,
             scopes: match &scopes_attr {
@@ -267,7 +269,11 @@ impl Index {
             },
         };
         let mut sets: Vec<&PolicySet> = Vec::new();
-        let unguarded = self.unguarded_by_action.get(action).unwrap_or(&self.unguarded_any);
+        let unguarded = self
+            .unguarded_by_action
+            .iter()
+            .find_map(|(a, set)| (a == action).then_some(set))
+            .unwrap_or(&self.unguarded_any);
         if !unguarded.is_empty() {
             sets.push(unguarded);
         }
@@ -278,13 +284,6 @@ impl Index {
                 }
             }
         };
-        match &facts.scopes {
-            Some(have) => have
-                .iter()
-                .filter_map(|s| self.by_scope.get(*s))
-                .for_each(&mut consider),
-            None => self.by_scope.values().for_each(&mut consider),
-        }
         match facts.path {
             Some(path) => self
                 .prefix_lens
@@ -293,6 +292,13 @@ impl Index {
                 .filter_map(|k| self.by_prefix.get(k))
                 .for_each(&mut consider),
             None => self.by_prefix.values().for_each(&mut consider),
+        }
+        match &facts.scopes {
+            Some(have) => have
+                .iter()
+                .filter_map(|s| self.by_scope.get(*s))
+                .for_each(&mut consider),
+            None => self.by_scope.values().for_each(&mut consider),
         }
         Some(sets)
     }
@@ -344,5 +350,82 @@ mod tests {
         // An escaped star is a literal.
         let g = guards_of(r#"permit(principal, action, resource) when { resource.path like "/a\*b/*" };"#);
         assert_eq!(g.paths, [path("/a*b/", false)]);
+    }
+
+    #[test]
+    fn selects_only_what_can_match() {
+        use castellan_verify::{VerifiedClaims, VerifiedToken};
+        let mut src = String::from(
+            r#"@id("no-admin") forbid(principal, action, resource) when { resource.path like "/admin/*" };
+               @id("no-deletes") forbid(principal, action == Action::"DELETE", resource);
+               @id("open") permit(principal, action == Action::"OPTIONS", resource);
+"#,
+        );
+        for t in 0..40 {
+            src.push_str(&format!(
+                "@id(\"r{t}\") permit(principal, action in [Action::\"GET\", Action::\"HEAD\"], resource) \
+                 when {{ principal.scopes.contains(\"t{t}\") && resource.path like \"/t{t}/*\" }};\n"
+            ));
+        }
+        let set = PolicySet::from_str(&src).unwrap();
+        let index = Index::build(&set).unwrap();
+        let token = VerifiedToken::new(VerifiedClaims {
+            iss: "i".into(),
+            sub: "alice".into(),
+            aud: "a".into(),
+            client_id: "c".into(),
+            sid: "s".into(),
+            jti: "j".into(),
+            scope: Some("t3 t4".into()),
+            iat: 0,
+            exp: 1,
+            kid: "k".into(),
+            act: None,
+            cnf_x5t_s256: None,
+        });
+        let count = |method: &str, path: &str| {
+            let (req, entities) = crate::gate_request(&token, None, method, path).unwrap();
+            index.select(req.as_cedar(), &entities).map(|s| s.len())
+        };
+        assert_eq!(count("GET", "/t3/x"), Some(1), "r3 alone");
+        // Indexed by path: a policy whose scope the principal lacks is left to Cedar.
+        assert_eq!(count("GET", "/t5/x"), Some(1), "r5, by its path");
+        assert_eq!(count("GET", "/t77/x"), Some(0), "no policy for the path");
+        assert_eq!(count("GET", "/admin/x"), Some(1), "no-admin alone");
+        assert_eq!(count("DELETE", "/t3/x"), Some(1), "the DELETE set: no-deletes");
+        assert_eq!(count("OPTIONS", "/t3/x"), Some(1), "the OPTIONS set: open");
+        assert_eq!(count("POST", "/t3/x"), Some(0));
+    }
+
+    #[test]
+    fn scope_only_policies_are_indexed_by_scope() {
+        use castellan_verify::{VerifiedClaims, VerifiedToken};
+        let set = PolicySet::from_str(
+            r#"@id("s9") permit(principal, action == Action::"GET", resource) when { principal.scopes.contains("s9") };
+               @id("s8") permit(principal, action == Action::"GET", resource) when { principal.scopes.contains("s8") };"#,
+        )
+        .unwrap();
+        let index = Index::build(&set).unwrap();
+        let count = |scope: &str| {
+            let token = VerifiedToken::new(VerifiedClaims {
+                iss: "i".into(),
+                sub: "alice".into(),
+                aud: "a".into(),
+                client_id: "c".into(),
+                sid: "s".into(),
+                jti: "j".into(),
+                scope: Some(scope.into()),
+                iat: 0,
+                exp: 1,
+                kid: "k".into(),
+                act: None,
+                cnf_x5t_s256: None,
+            });
+            let (req, entities) = crate::gate_request(&token, None, "GET", "/x").unwrap();
+            index.select(req.as_cedar(), &entities).map(|s| s.len())
+        };
+        assert_eq!(count("s9"), Some(1));
+        assert_eq!(count("s8 s9"), Some(2));
+        assert_eq!(count("other"), Some(0));
     }
 }

@@ -52,7 +52,7 @@ pub(crate) fn compile(policies: &str, schema: Option<&str>) -> Result<Checked, A
             Some(id) if !id.is_empty() => p.new_id(PolicyId::new(id)),
             _ => p.clone(),
         };
-        let id = p.id().to_string();
+        let id = AsRef::<str>::as_ref(p.id()).to_owned();
         match p.effect() {
             Effect::Permit => summary.permits += 1,
             Effect::Forbid => summary.forbids += 1,
@@ -120,6 +120,9 @@ when { principal has peer && principal.peer == "spiffe://example.org/billing" };
         assert_eq!((s.permits, s.forbids), (2, 1));
         // Without a schema it only parses.
         assert_eq!(check_policies(GOOD, None).unwrap(), s);
+        // Ids are the annotation verbatim, not escaped.
+        let quoted = check_policies(r#"@id("say \"hi\"") permit(principal, action, resource);"#, None).unwrap();
+        assert_eq!(quoted.ids, ["say \"hi\""]);
         // An empty set is valid: it denies everything.
         assert_eq!(check_policies("", Some(GATE_SCHEMA)).unwrap().ids.len(), 0);
     }

@@ -938,7 +938,11 @@ fn the_policy_index_decides_as_cedar_does() {
             let (req, entities) = random_request(&mut r);
             let ours = b.decide(&req, &entities);
             let raw = cedar.is_authorized(req.as_cedar(), b.policy_set(), &entities);
-            let mut raw_ids: Vec<String> = raw.diagnostics().reason().map(ToString::to_string).collect();
+            let mut raw_ids: Vec<String> = raw
+                .diagnostics()
+                .reason()
+                .map(|id| AsRef::<str>::as_ref(id).to_owned())
+                .collect();
             raw_ids.sort();
             let raw_errors: Vec<String> = raw.diagnostics().errors().map(ToString::to_string).collect();
             let context = format!("round {round}\n{text}\n{req:?}\n{entities:?}\nours {ours:?}\nraw {raw:?}");
