@@ -96,6 +96,10 @@ async fn the_gate_decides_routes_and_picks_up_pushes_live() {
             .contains("forbidden: no-admin"),
         "{body}"
     );
+    // A path the upstream could read as another one: refused, not decided.
+    let (status, body) = call(reqwest::Method::GET, "/orders/..%2Fadmin/users").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_request");
     assert_eq!(
         upstream.hits.load(Ordering::SeqCst),
         1,

@@ -87,6 +87,17 @@ pub fn check(
 ) -> Option<Response> {
     let decision = match gate_request(token, peer, method, path) {
         Ok((request, entities)) => authz.decide(&request, &entities),
+        Err(castellan_authz::AuthzError::AmbiguousPath { why, .. }) => {
+            // `/a/../admin`, `//`, `%2F` and the like: refused rather than
+            // decided for a path the upstream may read differently.
+            metrics::counter!("castellan_gate_decisions_total", "decision" => "deny", "reason" => "ambiguous_path")
+                .increment(1);
+            let body = serde_json::json!({
+                "error": "invalid_request",
+                "error_description": format!("path not in normal form: {why}"),
+            });
+            return Some((http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response());
+        }
         Err(e) => {
             tracing::warn!(error = %e, "authorization request cannot be built; denying");
             return Some(denied("the request cannot be evaluated".to_owned()));
