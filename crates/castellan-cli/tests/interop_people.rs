@@ -202,14 +202,11 @@ fn run_relying_party(server: &Server, client_id: &str, redirect_uri: &str) -> Va
     let err_path = server.dir.path().join("authlib.stderr");
     let mut child = Command::new("python3")
         .arg(SCRIPT)
-        .args([
-            "--issuer",
-            &server.url,
-            "--client-id",
-            client_id,
-            "--redirect-uri",
-            redirect_uri,
-        ])
+        // `--flag=value`: client ids may start with `-`, which argparse
+        // would otherwise read as an option.
+        .arg(format!("--issuer={}", server.url))
+        .arg(format!("--client-id={client_id}"))
+        .arg(format!("--redirect-uri={redirect_uri}"))
         .args(["--username", USERNAME, "--password", PASSWORD])
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
