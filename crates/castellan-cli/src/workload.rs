@@ -14,10 +14,9 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The files `workload svid` writes into `--out`.
-pub(crate) const KEY_FILE: &str = "svid_key.pem";
-pub(crate) const SVID_FILE: &str = "svid.pem";
-pub(crate) const BUNDLE_FILE: &str = "bundle.pem";
+/// The files `workload svid` writes into `--out` (the names the gate and
+/// the agent read).
+pub(crate) use castellan_workload::{BUNDLE_FILE, KEY_FILE, SVID_FILE};
 
 #[derive(Debug, Subcommand)]
 pub enum WorkloadCommand {
