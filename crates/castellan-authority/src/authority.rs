@@ -430,6 +430,11 @@ impl Authority {
         if purged > 0 {
             tracing::debug!(purged, "expired codes, sessions and refresh tokens purged");
         }
+        let cut = now.saturating_sub(self.config.decisions.retention.secs());
+        let pruned = self.store.prune_decisions(cut).await?;
+        if pruned > 0 {
+            tracing::debug!(pruned, "decision log rows past retention pruned");
+        }
         self.throttle.prune(now);
         if let Err(e) = self.ca.maintain().await {
             tracing::error!(error = %e, "CA maintenance failed; will retry");

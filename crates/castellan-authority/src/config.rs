@@ -49,6 +49,27 @@ pub struct Config {
     pub federation: Option<FederationConfig>,
     /// The internal CA that issues workloads their SVIDs.
     pub ca: CaConfig,
+    /// The central log of authorization decisions services ship.
+    pub decisions: DecisionLogConfig,
+}
+
+/// The central decision log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionLogConfig {
+    /// Rows older than this (by arrival) are pruned.
+    pub retention: HumanDuration,
+    /// Most rows accepted in one shipment.
+    pub max_batch: usize,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        Self {
+            retention: HumanDuration::from_secs(30 * 86_400),
+            max_batch: 1_000,
+        }
+    }
 }
 
 /// The internal CA.
@@ -263,6 +284,7 @@ impl Default for Config {
             signin: SigninConfig::default(),
             federation: None,
             ca: CaConfig::default(),
+            decisions: DecisionLogConfig::default(),
         }
     }
 }
@@ -401,6 +423,12 @@ impl Config {
     /// Checks ranges and consistency; the message says what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.decisions.retention.secs() < 60 {
+            return invalid("decisions.retention must be at least 1m".to_owned());
+        }
+        if !(1..=10_000).contains(&self.decisions.max_batch) {
+            return invalid("decisions.max_batch must be between 1 and 10000".to_owned());
+        }
         let issuer = self.issuer();
         match url::Url::parse(&issuer) {
             Ok(u)

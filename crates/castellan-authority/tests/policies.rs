@@ -210,3 +210,183 @@ async fn a_push_is_announced_on_the_event_stream() {
     }
     assert!(seen.contains(r#"{"service":"orders","version":1}"#), "{seen}");
 }
+
+/// Posts a shipment as `creds` (HTTP Basic) to the discovered decision log endpoint.
+async fn ship(ta: &TestAuthority, service: &str, creds: Option<(&str, &str)>, body: &str) -> (u16, Value) {
+    let d = ta.get_json("/.well-known/openid-configuration").await;
+    let url = d["castellan_decision_log_endpoint"]
+        .as_str()
+        .unwrap()
+        .replace("{service}", service);
+    let mut req = ta
+        .http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some((id, secret)) = creds {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn entry(decision: &str, reason: Option<&str>) -> Value {
+    json!({
+        "time": 1_800_000_000i64, "principal": "Principal::\"alice\"", "action": "Action::\"GET\"",
+        "resource": "Route::\"/orders/1\"", "decision": decision, "reason": reason,
+        "policies": ["readers"], "errors": [], "version": 2,
+    })
+}
+
+async fn rows(ta: &TestAuthority, service: &str, query: &str) -> Vec<Value> {
+    let (status, v) = ta
+        .admin(Method::GET, &format!("/decisions/{service}{query}"), None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v["decisions"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn decision_shipments_are_authenticated_checked_and_stored_once() {
+    let ta = TestAuthority::start_with(|c| c.decisions.max_batch = 5).await;
+    let (shipper, secret) = ta.client("gate-orders", &[], &["castellan.decisions:orders"]).await;
+    let creds = Some((shipper.as_str(), secret.as_str()));
+    let good = json!({"batch_id": "b-1", "decisions": [entry("allow", None), entry("deny", Some("forbidden"))]});
+
+    let (status, v) = ship(&ta, "orders", creds, &good.to_string()).await;
+    assert_eq!(
+        (status, &v["accepted"], &v["duplicate"]),
+        (200, &json!(2), &json!(false)),
+        "{v}"
+    );
+    // The same batch again (a retry after a lost answer) is stored once.
+    let (status, v) = ship(&ta, "orders", creds, &good.to_string()).await;
+    assert_eq!(
+        (status, &v["accepted"], &v["duplicate"]),
+        (200, &json!(0), &json!(true)),
+        "{v}"
+    );
+    let stored = rows(&ta, "orders", "").await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0]["reason"], "forbidden");
+    assert_eq!(stored[0]["reporter"], shipper.as_str());
+    assert_eq!(stored[0]["policy_version"], 2);
+
+    // Authentication and authorization.
+    let (status, v) = ship(&ta, "orders", None, &good.to_string()).await;
+    assert_eq!((status, v["error"].as_str()), (401, Some("invalid_client")), "{v}");
+    let (status, v) = ship(&ta, "orders", Some((shipper.as_str(), "wrong")), &good.to_string()).await;
+    assert_eq!((status, v["error"].as_str()), (401, Some("invalid_client")), "{v}");
+    let (status, v) = ship(
+        &ta,
+        "billing",
+        creds,
+        &json!({"batch_id": "b-2", "decisions": []}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("access_denied")),
+        "another service's log: {v}"
+    );
+    let (reader, reader_secret) = ta.client("reader", &["orders"], &["orders.read"]).await;
+    let (status, _) = ship(&ta, "orders", Some((&reader, &reader_secret)), &good.to_string()).await;
+    assert_eq!(status, 403, "a client without the scope");
+
+    // Malformed, oversized, inconsistent: precise 400s, nothing stored.
+    let many: Vec<Value> = (0..6).map(|_| entry("allow", None)).collect();
+    let long = "x".repeat(castellan_authz::decision_log::MAX_UID_BYTES + 1);
+    let mut long_entry = entry("allow", None);
+    long_entry["resource"] = json!(long);
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "body"),
+        (json!({"decisions": []}).to_string(), "batch_id"),
+        (json!({"batch_id": "a b", "decisions": []}).to_string(), "batch_id"),
+        (json!({"batch_id": "b-3", "decisions": many}).to_string(), "at most 5"),
+        (
+            json!({"batch_id": "b-4", "decisions": [entry("maybe", None)]}).to_string(),
+            "decisions[0]",
+        ),
+        (
+            json!({"batch_id": "b-5", "decisions": [entry("allow", None), entry("deny", None)]}).to_string(),
+            "decisions[1]",
+        ),
+        (
+            json!({"batch_id": "b-6", "decisions": [entry("allow", Some("forbidden"))]}).to_string(),
+            "decisions[0]",
+        ),
+        (
+            json!({"batch_id": "b-7", "decisions": [long_entry]}).to_string(),
+            "resource",
+        ),
+        (
+            json!({"batch_id": "b-8", "decisions": [], "extra": 1}).to_string(),
+            "extra",
+        ),
+    ];
+    for (body, expect) in cases {
+        let (status, v) = ship(&ta, "orders", creds, &body).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"], "invalid_request");
+        assert!(v["error_description"].as_str().unwrap().contains(expect), "{body}: {v}");
+    }
+    let huge = format!("{{\"batch_id\":\"b-9\",\"decisions\":[{}]}}", "1,".repeat(20_000_000));
+    let (status, _) = ship(&ta, "orders", creds, &huge).await;
+    assert_eq!(status, 413, "an oversized body");
+    assert_eq!(
+        rows(&ta, "orders", "").await.len(),
+        2,
+        "refused shipments store nothing"
+    );
+
+    // Admin queries: filters, paging, bad parameters.
+    assert_eq!(rows(&ta, "orders", "?decision=allow").await.len(), 1);
+    assert_eq!(
+        rows(&ta, "orders", "?principal=alice").await.len(),
+        2,
+        "a bare id is a gate principal"
+    );
+    assert_eq!(rows(&ta, "orders", "?principal=bob").await.len(), 0);
+    assert_eq!(rows(&ta, "orders", "?since=1800000001").await.len(), 0);
+    let (status, v) = ta.admin(Method::GET, "/decisions/orders?limit=1", None).await;
+    assert_eq!(status, 200);
+    let next = v["next_before_id"].as_i64().unwrap();
+    assert_eq!(rows(&ta, "orders", &format!("?before_id={next}")).await.len(), 1);
+    for bad in [
+        "?decision=perhaps",
+        "?limit=0",
+        "?limit=100000",
+        "?since=soon",
+        "?colour=red",
+    ] {
+        let (status, v) = ta.admin(Method::GET, &format!("/decisions/orders{bad}"), None).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
+    let r = ta
+        .http
+        .get(format!("{}/admin/v1/decisions/orders", ta.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "admin only");
+}
+
+#[tokio::test]
+async fn decision_rows_are_pruned_after_the_retention_window() {
+    let ta =
+        TestAuthority::start_with(|c| c.decisions.retention = castellan_core::HumanDuration::from_secs(3_600)).await;
+    let (shipper, secret) = ta.client("gate", &[], &["castellan.decisions:orders"]).await;
+    let creds = Some((shipper.as_str(), secret.as_str()));
+    let body = |id: &str| json!({"batch_id": id, "decisions": [entry("allow", None)]}).to_string();
+    assert_eq!(ship(&ta, "orders", creds, &body("old")).await.0, 200);
+    ta.clock.advance(1_800);
+    assert_eq!(ship(&ta, "orders", creds, &body("new")).await.0, 200);
+    ta.authority.maintain().await.unwrap();
+    assert_eq!(rows(&ta, "orders", "").await.len(), 2, "both inside the window");
+    ta.clock.advance(1_801);
+    ta.authority.maintain().await.unwrap();
+    assert_eq!(rows(&ta, "orders", "").await.len(), 1, "the older one is past it");
+    ta.clock.advance(1_800);
+    ta.authority.maintain().await.unwrap();
+    assert!(rows(&ta, "orders", "").await.is_empty());
+}

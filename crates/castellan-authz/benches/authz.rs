@@ -32,7 +32,7 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a bench may unwrap its fixtures
 
-use castellan_authz::{gate_request, Authorizer, PolicyBundle, GATE_SCHEMA};
+use castellan_authz::{gate_request, Authorizer, DecisionLog, PolicyBundle, GATE_SCHEMA};
 use castellan_core::{AccessTokenClaims, UnixTime};
 use castellan_jose::{Algorithm, SigningKey, VerifyingKey};
 use castellan_verify::{validate, EffectiveProfile, KeyRing, RevocationState, ValidationContext, VerifiedToken};
@@ -111,25 +111,35 @@ fn profile() -> EffectiveProfile {
 struct Fixture {
     n: usize,
     authz: Authorizer,
+    /// The same bundle, every decision recorded in a decision log.
+    logged: Authorizer,
+    log: Arc<DecisionLog>,
     raw_set: PolicySet,
 }
 
 fn fixture(n: usize) -> Fixture {
     let text = policies(n);
+    let bundle = PolicyBundle {
+        service: SERVICE.to_owned(),
+        version: 1,
+        policies: text.clone(),
+        schema: Some(GATE_SCHEMA.to_owned()),
+        created_at: NOW,
+    };
     let authz = Authorizer::new(SERVICE);
-    authz
-        .install(PolicyBundle {
-            service: SERVICE.to_owned(),
-            version: 1,
-            policies: text.clone(),
-            schema: Some(GATE_SCHEMA.to_owned()),
-            created_at: NOW,
-        })
-        .unwrap();
+    authz.install(bundle.clone()).unwrap();
     assert_eq!(authz.current().unwrap().summary().ids.len(), n);
+    let log = Arc::new(DecisionLog::new(
+        200_000,
+        Arc::new(castellan_core::ManualClock::new(NOW)),
+    ));
+    let logged = Authorizer::new(SERVICE).with_decision_log(log.clone());
+    logged.install(bundle).unwrap();
     Fixture {
         n,
         authz,
+        logged,
+        log,
         raw_set: PolicySet::from_str(&text).unwrap(),
     }
 }
@@ -233,6 +243,11 @@ fn bench(c: &mut Criterion) {
             tails(&format!("decide/{n}"), 100_000, || {
                 let _ = black_box(f.authz.decide(black_box(&req), &entities));
             });
+            tails(&format!("decide_logged/{n}"), 100_000, || {
+                let _ = black_box(f.logged.decide(black_box(&req), &entities));
+            });
+            assert_eq!(f.log.dropped(), 0, "the log held every decision");
+            drop(f.log.take(usize::MAX));
             tails(&format!("gate_decide/{n}"), 100_000, || {
                 let (req, entities) = gate_request(black_box(&token), None, "GET", PATH).unwrap();
                 let _ = black_box(f.authz.decide(&req, &entities));
@@ -254,6 +269,15 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("decide", n), |b| {
             b.iter(|| f.authz.decide(black_box(&req), &entities));
+        });
+        g.bench_function(BenchmarkId::new("decide_logged", n), |b| {
+            b.iter(|| {
+                // What the shipper does in a running service: drain the log.
+                if f.log.pending() >= 1_024 {
+                    drop(f.log.take(usize::MAX));
+                }
+                f.logged.decide(black_box(&req), &entities)
+            });
         });
         g.bench_function(BenchmarkId::new("gate_decide", n), |b| {
             b.iter(|| {

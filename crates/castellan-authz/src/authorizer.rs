@@ -3,6 +3,7 @@
 
 use crate::bundle::{verify_bundle, CompiledBundle, PolicyBundle, MAX_BUNDLE_BYTES};
 use crate::decision::{evaluate, Decision};
+use crate::decision_log::DecisionLog;
 use crate::error::AuthzError;
 use crate::request::AuthzRequest;
 use arc_swap::ArcSwapOption;
@@ -52,6 +53,7 @@ pub struct Authorizer {
     service: String,
     current: ArcSwapOption<CompiledBundle>,
     installing: Mutex<()>,
+    log: Option<Arc<DecisionLog>>,
 }
 
 impl Authorizer {
@@ -63,7 +65,22 @@ impl Authorizer {
             service: service.into(),
             current: ArcSwapOption::empty(),
             installing: Mutex::new(()),
+            log: None,
         }
+    }
+
+    /// Records every decision of [`Authorizer::decide`] in `log` (ship it
+    /// to the authority with a [`crate::DecisionShipper`]).
+    #[must_use]
+    pub fn with_decision_log(mut self, log: Arc<DecisionLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// The decision log, if one is attached.
+    #[must_use]
+    pub fn decision_log(&self) -> Option<&Arc<DecisionLog>> {
+        self.log.as_ref()
     }
 
     /// The service.
@@ -166,11 +183,17 @@ impl Authorizer {
     /// and whatever else of the service's own data the policies read) with
     /// the bundle in force. Default deny; a matching `forbid` overrides any
     /// `permit`; with no bundle, [`crate::DenyReason::NoBundle`].
+    ///
+    /// With a decision log attached, the decision is recorded there.
     pub fn decide(&self, request: &AuthzRequest, entities: &Entities) -> Decision {
-        match self.current.load().as_ref() {
+        let decision = match self.current.load().as_ref() {
             Some(bundle) => evaluate(bundle, request, entities),
             None => Decision::no_bundle(),
+        };
+        if let Some(log) = &self.log {
+            log.record(request, &decision);
         }
+        decision
     }
 
     /// Writes the signed bundle in force to `path` as the last good one:
@@ -236,7 +259,8 @@ impl Authorizer {
 
 impl CompiledBundle {
     /// Decides `request` against `entities` with this bundle, whether or not
-    /// it is still the one in force.
+    /// it is still the one in force. Not recorded in any decision log (for
+    /// tools such as `castellan policy test`).
     pub fn decide(&self, request: &AuthzRequest, entities: &Entities) -> Decision {
         evaluate(self, request, entities)
     }

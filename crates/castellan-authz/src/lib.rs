@@ -41,18 +41,25 @@
 
 mod authorizer;
 mod bundle;
+mod cases;
 mod decision;
+pub mod decision_log;
 mod diagnostics;
 mod error;
 mod gate_model;
 mod index;
 mod policies;
 mod request;
+mod ship;
+pub mod sync;
 
 pub use authorizer::{Authorizer, Installed};
 pub use bundle::{verify_bundle, CompiledBundle, PolicyBundle, MAX_BUNDLE_BYTES, POLICY_BUNDLE_TYP};
+pub use cases::{CaseResult, CasesError, CasesFormat, Expect, PolicyTests, TestReport, MAX_CASES_BYTES};
 pub use decision::{Decision, DenyReason};
+pub use decision_log::{DecisionBatch, DecisionEntry, DecisionLog};
 pub use error::AuthzError;
 pub use gate_model::{gate_request, principal_entity, principal_entity_with_parents, GATE_SCHEMA};
 pub use policies::{check_policies, PolicySummary};
 pub use request::{entity_uid, AuthzRequest};
+pub use ship::{DecisionShipper, ShipError};

@@ -57,9 +57,11 @@ pub enum Command {
     /// The internal CA: list CAs, rotate to the published next CA.
     #[command(subcommand)]
     Ca(CaCommand),
-    /// Cedar policies per service: push, list, show, diff, rollback.
+    /// Cedar policies per service: push, list, show, diff, rollback, test.
     #[command(subcommand)]
     Policy(crate::policy::PolicyCommand),
+    /// The central decision log: what each service's policies decided.
+    Decisions(crate::decisions::DecisionsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,8 +246,9 @@ pub enum ClientCommand {
     Create {
         /// Human name.
         name: String,
-        /// Service(s) it may get tokens for.
-        #[arg(long = "audience", required = true, num_args = 1..)]
+        /// Service(s) it may get tokens for (required unless the client is an admin
+        /// or only ships decision logs, `--scope castellan.decisions:SERVICE`).
+        #[arg(long = "audience", num_args = 1..)]
         audiences: Vec<String>,
         /// Scope(s) it may be granted.
         #[arg(long = "scope", num_args = 1..)]
@@ -327,5 +330,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workload(cmd) => workload::run(cmd).await,
         Command::Ca(cmd) => admin::ca(cmd).await,
         Command::Policy(cmd) => crate::policy::run(cmd).await,
+        Command::Decisions(args) => crate::decisions::run(args).await,
     }
 }

@@ -79,6 +79,20 @@ pub struct GateArgs {
     /// denied requests get 403 and never reach the upstream.
     #[arg(long, value_name = "SERVICE", env = "CASTELLAN_GATE_POLICY_SERVICE")]
     pub policy_service: Option<String>,
+    /// With --policy-service: ship every decision to the authority's decision log as the
+    /// client in FILE (JSON `client_id`, `client_secret`; the client needs the scope
+    /// `castellan.decisions:SERVICE`). Required unless --no-decision-log.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CASTELLAN_GATE_DECISION_LOG_CREDENTIALS",
+        requires = "policy_service",
+        conflicts_with = "no_decision_log"
+    )]
+    pub decision_log_credentials: Option<std::path::PathBuf>,
+    /// With --policy-service: keep decisions in this gate's own log lines only.
+    #[arg(long, requires = "policy_service")]
+    pub no_decision_log: bool,
 }
 
 pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
@@ -108,6 +122,11 @@ pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
             upstream_spiffe_id: args.upstream_spiffe_id,
             ..MtlsConfig::new(dir, args.allow_peer)
         }),
+        decision_log: decision_log_credentials(
+            &args.policy_service,
+            args.decision_log_credentials.as_deref(),
+            args.no_decision_log,
+        )?,
         policy_service: args.policy_service,
     };
     let mode = if config.upstream.is_some() {
@@ -128,4 +147,39 @@ pub async fn run(args: GateArgs, log: LogFormat) -> anyhow::Result<()> {
     drop(out);
     bound.serve.await?;
     Ok(())
+}
+
+/// The decision-log client: read from FILE, or explicitly none.
+fn decision_log_credentials(
+    policy_service: &Option<String>,
+    file: Option<&std::path::Path>,
+    opted_out: bool,
+) -> anyhow::Result<Option<castellan_gate::ClientCredentials>> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        client_id: String,
+        client_secret: String,
+    }
+    match (policy_service, file) {
+        (Some(_), Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read decision log credentials `{}`", path.display()))?;
+            let f: File = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "decision log credentials `{}` must hold client_id and client_secret",
+                    path.display()
+                )
+            })?;
+            Ok(Some(castellan_gate::ClientCredentials {
+                client_id: f.client_id,
+                client_secret: f.client_secret,
+            }))
+        }
+        (Some(service), None) if !opted_out => anyhow::bail!(
+            "--policy-service ships every decision to the authority: pass --decision-log-credentials FILE \
+             (a client with the scope `castellan.decisions:{service}`), or --no-decision-log to keep \
+             decisions in this gate's log lines only"
+        ),
+        _ => Ok(None),
+    }
 }

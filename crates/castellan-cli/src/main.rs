@@ -11,6 +11,7 @@ macro_rules! out {
 
 mod admin;
 mod cli;
+mod decisions;
 mod gate;
 mod policy;
 mod serve;

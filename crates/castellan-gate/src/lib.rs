@@ -68,6 +68,27 @@ pub struct GateConfig {
     /// Decide every request with this service's Cedar policies (from the
     /// authority) before forwarding it.
     pub policy_service: Option<String>,
+    /// With `policy_service`: the client the gate ships its decision log
+    /// as (it needs the scope `castellan.decisions:<service>`). `None`
+    /// keeps decisions in the gate's own log lines only.
+    pub decision_log: Option<ClientCredentials>,
+}
+
+/// An OAuth client's id and secret. The secret never appears in `Debug`.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A bound gate, not yet serving.
@@ -121,6 +142,10 @@ struct Gate {
     verifier: ArcSwapOption<Verifier>,
     /// Route policies, with `--policy-service`.
     authz: Option<Arc<castellan_authz::Authorizer>>,
+    /// Ships the decision log, once the authority said where.
+    shipper: std::sync::OnceLock<castellan_authz::DecisionShipper>,
+    /// Policy sync and shipping, stopped at shutdown.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     upstream: Option<proxy::Upstream>,
     client: proxy::UpstreamClient,
     metrics: PrometheusHandle,
@@ -220,12 +245,28 @@ pub async fn bind(
         .map_err(GateError::Serve)?;
     let proxy_mode = upstream.is_some();
     let tls = mtls.is_some();
+    if config.decision_log.is_some() && config.policy_service.is_none() {
+        return Err(GateError::Config(
+            "a decision log needs a policy service: there are no decisions without policies".to_owned(),
+        ));
+    }
+    let decision_log = config.decision_log.as_ref().map(|_| {
+        Arc::new(castellan_authz::DecisionLog::new(
+            castellan_authz::decision_log::DEFAULT_CAPACITY,
+            Arc::new(castellan_core::SystemClock),
+        ))
+    });
     let gate = Arc::new(Gate {
         verifier: ArcSwapOption::empty(),
-        authz: config
-            .policy_service
-            .as_ref()
-            .map(|s| Arc::new(castellan_authz::Authorizer::new(s.clone()))),
+        authz: config.policy_service.as_ref().map(|s| {
+            let authz = castellan_authz::Authorizer::new(s.clone());
+            Arc::new(match &decision_log {
+                Some(log) => authz.with_decision_log(log.clone()),
+                None => authz,
+            })
+        }),
+        shipper: std::sync::OnceLock::new(),
+        tasks: std::sync::Mutex::new(Vec::new()),
         upstream,
         client,
         metrics: prometheus(),
@@ -250,6 +291,7 @@ pub async fn bind(
         // passes the peer check before anything else.
         main = main.layer(axum::middleware::from_fn_with_state(m.allow.clone(), mtls::admit_peer));
     }
+    let stopping = gate.clone();
     let health = own.with_state(gate);
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stop_main = stop_tx.subscribe();
@@ -293,6 +335,17 @@ pub async fn bind(
             Ok(msg) = fatal_rx => Err(GateError::Config(msg)),
         };
         connecting.abort();
+        let tasks = std::mem::take(&mut *stopping.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        tasks.iter().for_each(tokio::task::JoinHandle::abort);
+        // What was decided before the stop still reaches the authority.
+        let log = stopping.authz.as_ref().and_then(|a| a.decision_log());
+        if let (Some(shipper), Some(log)) = (stopping.shipper.get(), log) {
+            match tokio::time::timeout(Duration::from_secs(5), shipper.ship_pending(log)).await {
+                Ok(Ok(n)) => tracing::info!(shipped = n, "decision log flushed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "decision log not flushed"),
+                Err(_) => tracing::warn!(pending = log.pending(), "decision log flush timed out"),
+            }
+        }
         if let Some(r) = reloading {
             r.abort();
         }
@@ -337,7 +390,28 @@ async fn connect_verifier(gate: Arc<Gate>, config: GateConfig, fatal: tokio::syn
                 tracing::info!(authority = %config.authority, audience = %config.audience, "verifier connected");
                 let v = Arc::new(v);
                 if let Some(authz) = &gate.authz {
-                    tokio::spawn(policy::keep_current(v.clone(), authz.clone()));
+                    let mut tasks = gate.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let sync = castellan_authz::sync::keep_current(v.clone(), authz.clone(), Default::default());
+                    tasks.push(tokio::spawn(sync));
+                    if let (Some(log), Some(creds)) = (authz.decision_log(), &config.decision_log) {
+                        match v.decision_log_url(authz.service()) {
+                            Some(url) => {
+                                let shipper = castellan_authz::DecisionShipper::new(
+                                    v.http_client().clone(),
+                                    url,
+                                    &creds.client_id,
+                                    &creds.client_secret,
+                                );
+                                let _ = gate.shipper.set(shipper.clone());
+                                tasks.push(tokio::spawn(shipper.run(log.clone())));
+                            }
+                            None => {
+                                tracing::error!(
+                                    "the authority does not take decision logs; decisions are logged here only"
+                                );
+                            }
+                        }
+                    }
                 }
                 gate.verifier.store(Some(v));
                 return;

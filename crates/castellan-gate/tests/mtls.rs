@@ -241,6 +241,7 @@ fn config(authority: &str, upstream: &str, mtls: MtlsConfig) -> GateConfig {
         authority_ca_pem: None,
         mtls: Some(mtls),
         policy_service: None,
+        decision_log: None,
     }
 }
 

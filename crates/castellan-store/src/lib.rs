@@ -12,8 +12,9 @@ mod model;
 mod sqlite;
 
 pub use model::{
-    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, KeyState, PolicyVersionRecord, Redeemed,
-    RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, UserRecord, WorkloadRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord, KeyState,
+    PolicyVersionRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, UserRecord,
+    WorkloadRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -172,4 +173,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_policy_versions(&self, service: &str) -> StoreResult<Vec<PolicyVersionRecord>>;
     /// The services with policies, and their newest version.
     async fn list_policy_services(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Appends a shipment of decision rows in one transaction (ids assigned
+    /// in order; the `id` fields given are ignored). A shipment is named by
+    /// its reporter and `batch_id`: `false`, and nothing stored, when that
+    /// batch was stored before (a retry after a lost answer).
+    async fn append_decisions(
+        &self,
+        reporter: &str,
+        batch_id: &str,
+        received_at: UnixTime,
+        rows: &[DecisionRecord],
+    ) -> StoreResult<bool>;
+    /// Rows matching `query`, newest first (by id).
+    async fn query_decisions(&self, query: &DecisionQuery) -> StoreResult<Vec<DecisionRecord>>;
+    /// Drops rows (and batch ids) received before `before`; returns how many rows.
+    async fn prune_decisions(&self, before: UnixTime) -> StoreResult<u64>;
 }

@@ -138,4 +138,29 @@ CREATE TABLE policy_versions (
     PRIMARY KEY (service, version)
 );
 "#,
+    r#"
+CREATE TABLE decisions (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    service        TEXT NOT NULL,
+    time           INTEGER NOT NULL,
+    principal      TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    resource       TEXT NOT NULL,
+    decision       TEXT NOT NULL,
+    reason         TEXT,
+    policies       TEXT NOT NULL,
+    errors         TEXT NOT NULL,
+    policy_version INTEGER,
+    reporter       TEXT NOT NULL,
+    received_at    INTEGER NOT NULL
+);
+CREATE INDEX decisions_by_service_time ON decisions (service, time);
+CREATE INDEX decisions_by_received ON decisions (received_at);
+CREATE TABLE decision_batches (
+    reporter    TEXT NOT NULL,
+    batch_id    TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (reporter, batch_id)
+);
+"#,
 ];

@@ -377,6 +377,56 @@ pub struct PolicyVersionRecord {
     pub note: Option<String>,
 }
 
+/// One authorization decision a service made and shipped to the authority
+/// (the central decision log). Rows are appended, queried, and pruned after
+/// the retention window; never changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRecord {
+    /// Assigned by the store on append (0 before).
+    pub id: i64,
+    /// The service that decided (its policy service name).
+    pub service: String,
+    /// When the service decided (its clock).
+    pub time: UnixTime,
+    /// The principal, as a Cedar entity uid (`Principal::"alice"`).
+    pub principal: String,
+    /// The action uid.
+    pub action: String,
+    /// The resource uid.
+    pub resource: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Why a deny: `forbidden`, `no_permit`, `no_bundle`.
+    pub reason: Option<String>,
+    /// The determining policy ids.
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate.
+    pub errors: Vec<String>,
+    /// The policy version that decided.
+    pub policy_version: Option<i64>,
+    /// The client that shipped the row (set by the store from the shipment).
+    pub reporter: String,
+    /// When the authority stored it (set by the store from the shipment).
+    pub received_at: UnixTime,
+}
+
+/// Which decision rows to read, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionQuery {
+    /// The service.
+    pub service: String,
+    /// Only this principal uid.
+    pub principal: Option<String>,
+    /// Only `allow` or only `deny`.
+    pub decision: Option<String>,
+    /// Only decisions at or after this time.
+    pub since: Option<UnixTime>,
+    /// Only rows with an id below this one (paging backwards).
+    pub before_id: Option<i64>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
 /// A registered workload: who may hold an SVID for this SPIFFE ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadRecord {

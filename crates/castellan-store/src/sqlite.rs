@@ -3,9 +3,9 @@
 
 use crate::migrations;
 use crate::{
-    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, PolicyVersionRecord, Redeemed,
-    RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, Store, StoreError, StoreResult, UserRecord,
-    WorkloadRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord,
+    PolicyVersionRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, Store,
+    StoreError, StoreResult, UserRecord, WorkloadRecord,
 };
 use castellan_core::UnixTime;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -85,6 +85,26 @@ fn corrupt(what: &'static str, reason: impl ToString) -> StoreError {
         what,
         reason: reason.to_string(),
     }
+}
+
+fn decision_from_row(row: &SqliteRow) -> StoreResult<DecisionRecord> {
+    let policies: String = row.try_get("policies")?;
+    let errors: String = row.try_get("errors")?;
+    Ok(DecisionRecord {
+        id: row.try_get("id")?,
+        service: row.try_get("service")?,
+        time: row.try_get("time")?,
+        principal: row.try_get("principal")?,
+        action: row.try_get("action")?,
+        resource: row.try_get("resource")?,
+        decision: row.try_get("decision")?,
+        reason: row.try_get("reason")?,
+        policies: serde_json::from_str(&policies).map_err(|e| corrupt("decision", e))?,
+        errors: serde_json::from_str(&errors).map_err(|e| corrupt("decision", e))?,
+        policy_version: row.try_get("policy_version")?,
+        reporter: row.try_get("reporter")?,
+        received_at: row.try_get("received_at")?,
+    })
 }
 
 fn policy_from_row(row: &SqliteRow) -> StoreResult<PolicyVersionRecord> {
@@ -963,6 +983,89 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|r| Ok((r.try_get("service")?, r.try_get("version")?)))
             .collect()
+    }
+
+    async fn append_decisions(
+        &self,
+        reporter: &str,
+        batch_id: &str,
+        received_at: UnixTime,
+        rows: &[DecisionRecord],
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO decision_batches (reporter, batch_id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(reporter)
+        .bind(batch_id)
+        .bind(received_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            return Ok(false);
+        }
+        for d in rows {
+            let policies = serde_json::to_string(&d.policies).map_err(|e| corrupt("decision", e))?;
+            let errors = serde_json::to_string(&d.errors).map_err(|e| corrupt("decision", e))?;
+            sqlx::query(
+                "INSERT INTO decisions (service, time, principal, action, resource, decision, reason, policies, \
+                 errors, policy_version, reporter, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&d.service)
+            .bind(d.time)
+            .bind(&d.principal)
+            .bind(&d.action)
+            .bind(&d.resource)
+            .bind(&d.decision)
+            .bind(&d.reason)
+            .bind(policies)
+            .bind(errors)
+            .bind(d.policy_version)
+            .bind(reporter)
+            .bind(received_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn query_decisions(&self, q: &DecisionQuery) -> StoreResult<Vec<DecisionRecord>> {
+        // NULL filters match everything; one statement, fully bound.
+        sqlx::query(
+            "SELECT * FROM decisions WHERE service = ? \
+             AND (?2 IS NULL OR principal = ?2) AND (?3 IS NULL OR decision = ?3) \
+             AND (?4 IS NULL OR time >= ?4) AND (?5 IS NULL OR id < ?5) \
+             ORDER BY id DESC LIMIT ?6",
+        )
+        .bind(&q.service)
+        .bind(&q.principal)
+        .bind(&q.decision)
+        .bind(q.since)
+        .bind(q.before_id)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decision_from_row)
+        .collect()
+    }
+
+    async fn prune_decisions(&self, before: UnixTime) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM decisions WHERE received_at < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM decision_batches WHERE received_at < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }
 

@@ -3,8 +3,9 @@
 //! each new backend runs the same functions.
 
 use castellan_store::{
-    AuthCodeRecord, CaRecord, ClientRecord, JoinTokenRecord, KeyRecord, KeyState, Redeemed, RefreshTokenRecord,
-    RevocationKind, SessionRecord, SqliteStore, Store, StoreError, UserRecord, WorkloadRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord, KeyState,
+    Redeemed, RefreshTokenRecord, RevocationKind, SessionRecord, SqliteStore, Store, StoreError, UserRecord,
+    WorkloadRecord,
 };
 use std::sync::Arc;
 
@@ -980,6 +981,7 @@ async fn conformance(store: Arc<dyn Store>) {
     concurrent_refresh_rotation_has_one_winner(Arc::clone(&store)).await;
     purge_grants_drops_only_expired(&*store).await;
     policy_versions_count_up_per_service(Arc::clone(&store)).await;
+    decisions_append_query_and_prune(&*store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1177,4 +1179,134 @@ async fn policy_versions_count_up_per_service(store: Arc<dyn Store>) {
     }
     versions.sort_unstable();
     assert_eq!(versions, (1..=8).collect::<Vec<_>>());
+}
+
+async fn decisions_append_query_and_prune(store: &dyn Store) {
+    let row = |i: i64, principal: &str, decision: &str, received_at: i64| DecisionRecord {
+        id: 0,
+        service: "orders".into(),
+        time: 100 + i,
+        principal: format!("Principal::\"{principal}\""),
+        action: "Action::\"GET\"".into(),
+        resource: format!("Route::\"/orders/{i}\""),
+        decision: decision.into(),
+        reason: (decision == "deny").then(|| "no_permit".to_owned()),
+        policies: if decision == "allow" {
+            vec!["read".into(), "staff".into()]
+        } else {
+            vec![]
+        },
+        errors: if i == 2 {
+            vec!["error while evaluating policy `x`".into()]
+        } else {
+            vec![]
+        },
+        policy_version: Some(3),
+        reporter: "gate-orders".into(),
+        received_at,
+    };
+    assert!(store
+        .query_decisions(&DecisionQuery {
+            service: "orders".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+    let rows = [
+        row(1, "alice", "allow", 1_000),
+        row(2, "bob", "deny", 1_000),
+        row(3, "alice", "deny", 2_000),
+        row(4, "alice", "allow", 2_000),
+    ];
+    assert!(store
+        .append_decisions("gate-orders", "b1", 1_000, &rows[..2])
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .append_decisions("gate-orders", "b1", 1_000, &rows[..2])
+            .await
+            .unwrap(),
+        "a retried batch is stored once"
+    );
+    assert!(store
+        .append_decisions("gate-orders", "b2", 2_000, &rows[2..])
+        .await
+        .unwrap());
+    let mut other = row(5, "alice", "allow", 2_000);
+    other.service = "billing".into();
+    assert!(
+        store
+            .append_decisions("gate-billing", "b1", 2_000, &[other])
+            .await
+            .unwrap(),
+        "batch ids are per reporter"
+    );
+    assert!(store.append_decisions("gate-orders", "b3", 2_000, &[]).await.unwrap());
+
+    let q = |f: &dyn Fn(&mut DecisionQuery)| {
+        let mut q = DecisionQuery {
+            service: "orders".into(),
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let all = store.query_decisions(&q(&|_| {})).await.unwrap();
+    assert_eq!(all.len(), 4, "only the service's rows");
+    assert_eq!(
+        all.iter().map(|d| d.time).collect::<Vec<_>>(),
+        vec![104, 103, 102, 101],
+        "newest first"
+    );
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "ids assigned in order");
+    let mut expected = rows[1].clone();
+    expected.id = all[2].id;
+    assert_eq!(all[2], expected, "every field round-trips");
+
+    let alice = store
+        .query_decisions(&q(&|q| q.principal = Some("Principal::\"alice\"".into())))
+        .await
+        .unwrap();
+    assert_eq!(alice.len(), 3);
+    let denies = store
+        .query_decisions(&q(&|q| q.decision = Some("deny".into())))
+        .await
+        .unwrap();
+    assert_eq!(denies.iter().map(|d| d.time).collect::<Vec<_>>(), vec![103, 102]);
+    let both = store
+        .query_decisions(&q(&|q| {
+            q.decision = Some("allow".into());
+            q.principal = Some("Principal::\"alice\"".into());
+            q.since = Some(102);
+        }))
+        .await
+        .unwrap();
+    assert_eq!(both.iter().map(|d| d.time).collect::<Vec<_>>(), vec![104]);
+    let first_two = store.query_decisions(&q(&|q| q.limit = 2)).await.unwrap();
+    assert_eq!(first_two.len(), 2);
+    let next = store
+        .query_decisions(&q(&|q| {
+            q.limit = 2;
+            q.before_id = Some(first_two[1].id);
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|d| d.time).collect::<Vec<_>>(),
+        vec![102, 101],
+        "paging"
+    );
+
+    assert_eq!(
+        store.prune_decisions(1_500).await.unwrap(),
+        2,
+        "received before the cut"
+    );
+    let left = store.query_decisions(&q(&|_| {})).await.unwrap();
+    assert_eq!(left.iter().map(|d| d.time).collect::<Vec<_>>(), vec![104, 103]);
+    assert_eq!(store.prune_decisions(1_500).await.unwrap(), 0);
 }

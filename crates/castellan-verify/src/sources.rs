@@ -25,6 +25,9 @@ pub struct Discovery {
     /// distribute Cedar policies).
     #[serde(default)]
     pub castellan_policy_bundle_endpoint: Option<String>,
+    /// Where services ship their decision log (`{service}` is replaced).
+    #[serde(default)]
+    pub castellan_decision_log_endpoint: Option<String>,
 }
 
 /// Longest a discovery or JWKS fetch may take, end to end.

@@ -234,6 +234,7 @@ impl VerifierBuilder {
             ready: ready_tx,
             log_id: Mutex::new(None),
             policy_bundle_uri: d.castellan_policy_bundle_endpoint,
+            decision_log_uri: d.castellan_decision_log_endpoint,
             policy_notices: tokio::sync::broadcast::channel(64).0,
         });
         let tasks = vec![
@@ -306,6 +307,7 @@ struct Inner {
     log_id: Mutex<Option<String>>,
     /// Where signed policy bundles are, `{service}` to be replaced.
     policy_bundle_uri: Option<String>,
+    decision_log_uri: Option<String>,
     /// `policy` events from the stream.
     policy_notices: tokio::sync::broadcast::Sender<PolicyNotice>,
 }
@@ -394,6 +396,15 @@ impl Verifier {
     pub fn policy_bundle_url(&self, service: &str) -> Option<String> {
         self.inner
             .policy_bundle_uri
+            .as_ref()
+            .map(|u| u.replace("{service}", service))
+    }
+
+    /// Where `service` ships its decision log, if the authority says.
+    #[must_use]
+    pub fn decision_log_url(&self, service: &str) -> Option<String> {
+        self.inner
+            .decision_log_uri
             .as_ref()
             .map(|u| u.replace("{service}", service))
     }

@@ -34,6 +34,7 @@ pub fn router() -> Router<Arc<Authority>> {
         .merge(super::admin_users::router())
         .merge(super::workload::admin_router())
         .merge(super::policies::admin_router())
+        .merge(super::decisions::admin_router())
 }
 
 pub(super) async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {
@@ -185,7 +186,9 @@ impl ClientView {
 pub struct CreateClient {
     /// Human name.
     pub name: String,
-    /// Services it may get tokens for.
+    /// Services it may get tokens for (none for admin clients and
+    /// decision-log shippers, which call only the authority).
+    #[serde(default)]
     pub audiences: Vec<String>,
     /// Scopes it may be granted.
     #[serde(default)]
@@ -243,7 +246,13 @@ fn check_create(auth: &Authority, req: &CreateClient) -> Result<(), ApiError> {
     if req.name.trim().is_empty() || req.name.chars().count() > 128 || req.name.chars().any(char::is_control) {
         return bad("name must be 1 to 128 printable characters".into());
     }
-    if req.audiences.is_empty() && req.exchange_audiences.is_empty() && !req.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+    // Admin clients call the authority itself; decision shippers call only
+    // the decision log: neither needs a service audience.
+    let authority_only = req
+        .scopes
+        .iter()
+        .any(|s| s == ADMIN_SCOPE || s.starts_with("castellan.decisions:"));
+    if req.audiences.is_empty() && req.exchange_audiences.is_empty() && !authority_only {
         return bad("at least one audience is required".into());
     }
     if req.audiences.len() > 64 || req.scopes.len() > 64 {

@@ -58,6 +58,7 @@ pub fn metadata_document(auth: &Authority) -> serde_json::Value {
         "castellan_spiffe_bundle_endpoint": format!("{iss}{}", paths::SPIFFE_BUNDLE),
         "castellan_svid_endpoint": format!("{iss}{}", paths::SVID),
         "castellan_policy_bundle_endpoint": format!("{iss}{}", paths::POLICY_BUNDLE),
+        "castellan_decision_log_endpoint": format!("{iss}{}", paths::DECISION_LOG),
         "castellan_revocation_endpoint": format!("{iss}{}", paths::REVOCATIONS),
         "castellan_revocation_stream_endpoint": format!("{iss}{}", paths::REVOCATION_STREAM),
         "castellan_verifier_heartbeat_endpoint": format!("{iss}{}", paths::HEARTBEAT),

@@ -124,6 +124,10 @@ impl ApiError {
         ));
         e
     }
+    /// 403 `access_denied`: authenticated, but not allowed this.
+    pub fn access_denied(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "access_denied", d)
+    }
     /// 404 `not_found`.
     pub fn not_found(d: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", d)

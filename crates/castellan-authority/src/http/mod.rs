@@ -4,6 +4,7 @@ pub mod admin;
 pub mod admin_users;
 pub mod authorize;
 pub mod client_auth;
+pub mod decisions;
 pub mod discovery;
 pub mod error;
 pub mod exchange;
@@ -66,6 +67,8 @@ pub mod paths {
     pub const HEARTBEAT: &str = "/verifiers/heartbeat";
     /// A service's signed policy bundle (`{service}` replaced).
     pub const POLICY_BUNDLE: &str = "/policies/{service}/bundle";
+    /// Where a service ships its decision log (`{service}` replaced).
+    pub const DECISION_LOG: &str = "/policies/{service}/decisions";
 }
 
 /// Every route.
@@ -91,6 +94,7 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route(paths::REVOCATION_STREAM, get(stream::stream))
         .route(paths::HEARTBEAT, post(stream::heartbeat))
         .route(paths::POLICY_BUNDLE, get(policies::bundle))
+        .route(paths::DECISION_LOG, post(decisions::ingest))
         .nest(paths::ADMIN, admin::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))

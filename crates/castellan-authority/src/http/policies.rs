@@ -36,7 +36,7 @@ pub fn valid_service(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-fn service_of(s: &str) -> Result<&str, ApiError> {
+pub(super) fn service_of(s: &str) -> Result<&str, ApiError> {
     if valid_service(s) {
         Ok(s)
     } else {
