@@ -84,7 +84,7 @@ pub async fn run(args: DecisionsArgs) -> anyhow::Result<()> {
     print(admin.json, &rows, |rows| {
         let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
         out!(
-            "{:<20} {:<6} {:<28} {:<14} {:<32} {:>7} POLICIES",
+            "{:<20} {:<18} {:<28} {:<14} {:<32} {:>7} POLICIES",
             "TIME",
             "RESULT",
             "PRINCIPAL",
@@ -105,7 +105,7 @@ pub async fn run(args: DecisionsArgs) -> anyhow::Result<()> {
                 .filter_map(Value::as_str)
                 .collect();
             out!(
-                "{:<20} {:<6} {:<28} {:<14} {:<32} {:>7} {}",
+                "{:<20} {:<18} {:<28} {:<14} {:<32} {:>7} {}",
                 rfc3339(r.get("time").and_then(Value::as_i64).unwrap_or(0)),
                 result,
                 s(r, "principal"),
