@@ -50,7 +50,7 @@ mod gate_model;
 mod index;
 mod policies;
 mod request;
-mod ship;
+pub mod ship;
 pub mod sync;
 
 pub use authorizer::{Authorizer, Installed};
