@@ -298,6 +298,8 @@ async fn decision_shipments_are_authenticated_checked_and_stored_once() {
     let long = "x".repeat(castellan_authz::decision_log::MAX_UID_BYTES + 1);
     let mut long_entry = entry("allow", None);
     long_entry["resource"] = json!(long);
+    let mut escape = entry("allow", None);
+    escape["principal"] = json!("Principal::\"\u{1b}[2Jalice\"");
     let cases: Vec<(String, &str)> = vec![
         ("{not json".into(), "body"),
         (json!({"decisions": []}).to_string(), "batch_id"),
@@ -322,6 +324,10 @@ async fn decision_shipments_are_authenticated_checked_and_stored_once() {
         (
             json!({"batch_id": "b-8", "decisions": [], "extra": 1}).to_string(),
             "extra",
+        ),
+        (
+            json!({"batch_id": "b-10", "decisions": [entry("allow", None), escape]}).to_string(),
+            "decisions[1]: control",
         ),
     ];
     for (body, expect) in cases {

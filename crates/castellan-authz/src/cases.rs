@@ -175,6 +175,8 @@ struct RawCase {
     expect: Expect,
     reason: Option<ExpectedReason>,
     determining: Option<Vec<String>>,
+    #[serde(default)]
+    allow_errors: bool,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +203,9 @@ struct Case {
     reason: Option<ExpectedReason>,
     /// Sorted, without duplicates.
     determining: Option<Vec<String>>,
+    /// Pass even when a policy fails to evaluate (normally a failure: a
+    /// skipped `forbid` cannot deny).
+    allow_errors: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -367,6 +372,7 @@ fn check_case(raw: RawCase) -> Result<Case, String> {
         expect: raw.expect,
         reason: raw.reason,
         determining,
+        allow_errors: raw.allow_errors,
     })
 }
 
@@ -619,6 +625,14 @@ impl Case {
                 ));
             }
         }
+        if !self.allow_errors && !decision.errors().is_empty() {
+            wrong.push(format!(
+                "{} polic{} failed to evaluate (a skipped forbid cannot deny; set allow_errors to accept): {}",
+                decision.errors().len(),
+                if decision.errors().len() == 1 { "y" } else { "ies" },
+                decision.errors().join("; ")
+            ));
+        }
         CaseResult {
             name: self.name.clone(),
             expect: self.expect,
@@ -854,6 +868,32 @@ action "write" in ["writes"] appliesTo { principal: [User], resource: [Order], c
     }
 
     #[test]
+    fn a_policy_that_fails_to_evaluate_fails_the_case_unless_allowed() {
+        // Without a schema, a forbid reading an attribute the order lacks
+        // errors and is skipped: the owner is allowed, though the forbid
+        // was meant to deny. That must not pass silently.
+        let policies =
+            format!("{POLICIES}\n@id(\"no-gifts\")\nforbid(principal, action, resource) when {{ resource.gift }};");
+        let t = tests(vec![
+            case("owner", "alice", "read", "7", "allow"),
+            with(
+                case("owner, errors accepted", "alice", "read", "7", "allow"),
+                "allow_errors",
+                json!(true),
+            ),
+        ]);
+        let report = t.run(&bundle(&policies, None));
+        assert!(!report.cases[0].ok, "{report:#?}");
+        let detail = report.cases[0].detail.as_deref().unwrap();
+        assert!(
+            detail.contains("failed to evaluate") && detail.contains("no-gifts"),
+            "{detail}"
+        );
+        assert!(report.cases[1].ok, "{report:#?}");
+        assert!(t.run(&bundle(POLICIES, None)).all_passed(), "no error, no failure");
+    }
+
+    #[test]
     fn mismatches_fail_with_a_detail_and_the_json_shape() {
         let t = tests(vec![
             case("wrong outcome", "alice", "read", "7", "deny"),
@@ -996,12 +1036,16 @@ action "write" in ["writes"] appliesTo { principal: [User], resource: [Order], c
         let v = serde_json::to_value(&report).unwrap();
         assert_eq!(v["cases"][0]["decision"], Value::Null);
         assert_eq!(v["cases"][0]["determining"], json!([]));
-        // Without a schema only the context that is not a record is refused.
+        // Without a schema only the context that is not a record is refused;
+        // the string `hour` is decided, but `night-freeze` fails to evaluate
+        // on it, which fails the case.
         let report = t.run(&bundle(POLICIES, None));
         assert_eq!(
             report.cases.iter().map(|c| c.ok).collect::<Vec<_>>(),
-            [true, false, true, true, true]
+            [true, false, false, true, true]
         );
+        assert!(report.cases[2].decision.is_some());
+        assert!(report.cases[2].detail.as_deref().unwrap().contains("night-freeze"));
     }
 
     #[test]

@@ -65,7 +65,13 @@ pub struct DecisionBatch {
     pub decisions: Vec<DecisionEntry>,
 }
 
+/// `s` without control characters (each becomes a space), cut to `max`
+/// bytes at a character boundary.
 fn cut(s: &str, max: usize) -> String {
+    if s.chars().any(char::is_control) {
+        let clean: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        return cut(&clean, max);
+    }
     if s.len() <= max {
         return s.to_owned();
     }
@@ -296,5 +302,16 @@ mod tests {
         assert!(e.resource.len() <= MAX_UID_BYTES && e.resource.ends_with('…'));
         assert_eq!(e.policies.len(), MAX_LIST);
         assert!(e.errors[0].len() <= MAX_ITEM_BYTES);
+        let d = Decision::Allow {
+            determining: vec!["a\nb".into()],
+            version: 1,
+            errors: vec!["line one\n\u{1b}[31mred".into()],
+        };
+        log.record(&request("/x"), &d);
+        let e = log.take(1).pop().unwrap();
+        assert_eq!(
+            (e.policies[0].as_str(), e.errors[0].as_str()),
+            ("a b", "line one  [31mred")
+        );
     }
 }

@@ -5,16 +5,20 @@
 //! `castellan.decisions:<service>`.
 //!
 //! A shipment the authority cannot take now (network error, 5xx, 408, 429)
-//! goes back into the log and is retried with backoff; one it refuses (any
-//! other 4xx: bad credentials, missing scope, a malformed entry) is dropped
-//! and counted (`castellan_decisions_dropped_total{reason="rejected"}`),
-//! since sending it again would be refused again. Each shipment carries a
-//! random batch id, so a retry after a lost answer is stored once.
+//! is kept as it is, batch id included, and sent again with backoff: the
+//! authority stores a batch id once per client, so a retry after a lost
+//! answer is stored once. A shipment refused as too large or malformed
+//! (413, 400) is split in halves and each half sent on its own, down to
+//! single entries, so one bad entry costs only itself. Any other refusal
+//! (bad credentials, missing scope) drops the shipment, counted as
+//! `castellan_decisions_dropped_total{reason="rejected"}`, since sending it
+//! again would be refused again.
 
-use crate::decision_log::{DecisionBatch, DecisionLog};
+use crate::decision_log::{DecisionBatch, DecisionEntry, DecisionLog};
 use base64::Engine as _;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
 
 /// Default most entries per shipment (the authority's default limit).
 pub const DEFAULT_BATCH: usize = 1_000;
@@ -22,6 +26,8 @@ pub const DEFAULT_BATCH: usize = 1_000;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait between retries while the authority is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Shortest pause between shipments.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Why a shipment did not land.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +46,9 @@ pub enum ShipError {
     },
 }
 
-/// Sends a service's decision log to the authority.
+/// Sends a service's decision log to the authority. Clones share the
+/// shipment in flight, so a clone kept for a final flush at shutdown sends
+/// the same batch (same id) that an interrupted shipment was sending.
 #[derive(Clone)]
 pub struct DecisionShipper {
     http: reqwest::Client,
@@ -49,6 +57,9 @@ pub struct DecisionShipper {
     client_id: String,
     batch: usize,
     interval: Duration,
+    /// Shipments taken from the log and not yet landed or refused, oldest
+    /// first; each keeps its batch id across retries.
+    in_flight: Arc<Mutex<std::collections::VecDeque<DecisionBatch>>>,
 }
 
 impl std::fmt::Debug for DecisionShipper {
@@ -79,6 +90,7 @@ impl DecisionShipper {
             client_id: client_id.to_owned(),
             batch: DEFAULT_BATCH,
             interval: DEFAULT_INTERVAL,
+            in_flight: Arc::new(Mutex::new(std::collections::VecDeque::new())),
         }
     }
 
@@ -89,46 +101,64 @@ impl DecisionShipper {
         self
     }
 
-    /// Pause between shipments.
+    /// Pause between shipments, between 10 ms and 30 s (clamped).
     #[must_use]
     pub fn interval(mut self, d: Duration) -> Self {
-        self.interval = d;
+        self.interval = d.clamp(MIN_INTERVAL, MAX_BACKOFF);
         self
     }
 
-    /// Ships everything waiting in `log` now, batch by batch; returns how
-    /// many entries landed. Stops at the first shipment that does not land.
+    /// Ships everything waiting in `log` now, batch by batch (first any
+    /// shipment still in flight from an earlier call); returns how many
+    /// entries landed. Stops at the first shipment that has to wait.
     ///
     /// # Errors
-    /// [`ShipError::Deferred`] (entries put back) or [`ShipError::Refused`]
-    /// (entries dropped and counted).
+    /// [`ShipError::Deferred`] (the shipment is kept and sent again, same
+    /// batch id, by the next call) or [`ShipError::Refused`] (the entries
+    /// were dropped and counted; the call goes on with the rest first).
     pub async fn ship_pending(&self, log: &DecisionLog) -> Result<usize, ShipError> {
+        let mut in_flight = self.in_flight.lock().await;
         let mut shipped = 0;
+        let mut refused = None;
         loop {
-            let entries = log.take(self.batch);
-            if entries.is_empty() {
-                return Ok(shipped);
+            if in_flight.is_empty() {
+                let entries = log.take(self.batch);
+                if entries.is_empty() {
+                    return refused.map_or(Ok(shipped), Err);
+                }
+                in_flight.push_back(new_batch(entries));
             }
-            let n = entries.len();
-            let batch = DecisionBatch {
-                batch_id: batch_id(),
-                decisions: entries,
-            };
-            match self.send(&batch).await {
+            let Some(batch) = in_flight.front() else { continue };
+            let n = batch.decisions.len();
+            match self.send(batch).await {
                 Ok(()) => {
+                    in_flight.pop_front();
                     shipped += n;
                     metrics::counter!("castellan_decisions_shipped_total").increment(n as u64);
                 }
-                Err(e @ ShipError::Deferred(_)) => {
-                    log.put_back(batch.decisions);
-                    return Err(e);
+                Err(e @ ShipError::Deferred(_)) => return Err(e),
+                Err(ShipError::Refused { status: 400 | 413, .. }) if n > 1 => {
+                    // Too large or one bad entry: send each half on its own.
+                    if let Some(batch) = in_flight.pop_front() {
+                        let mut first = batch.decisions;
+                        let second = first.split_off(n / 2);
+                        in_flight.push_front(new_batch(second));
+                        in_flight.push_front(new_batch(first));
+                    }
                 }
                 Err(e @ ShipError::Refused { .. }) => {
+                    in_flight.pop_front();
                     metrics::counter!("castellan_decisions_dropped_total", "reason" => "rejected").increment(n as u64);
-                    return Err(e);
+                    tracing::error!(error = %e, client_id = %self.client_id, dropped = n, "decision log shipment refused; entries dropped");
+                    refused = Some(e);
                 }
             }
         }
+    }
+
+    /// Entries taken from the log and not yet landed.
+    pub async fn in_flight(&self) -> usize {
+        self.in_flight.lock().await.iter().map(|b| b.decisions.len()).sum()
     }
 
     async fn send(&self, batch: &DecisionBatch) -> Result<(), ShipError> {
@@ -174,17 +204,20 @@ impl DecisionShipper {
             #[expect(clippy::cast_precision_loss, reason = "a queue length as a gauge")]
             metrics::gauge!("castellan_decision_log_pending").set(log.pending() as f64);
             match self.ship_pending(&log).await {
-                Ok(_) => backoff = self.interval,
+                Ok(_) | Err(ShipError::Refused { .. }) => backoff = self.interval,
                 Err(e @ ShipError::Deferred(_)) => {
                     backoff = (backoff * 2).clamp(self.interval, MAX_BACKOFF);
                     tracing::warn!(error = %e, pending = log.pending(), retry_in = ?backoff, "decision log not shipped");
                 }
-                Err(e @ ShipError::Refused { .. }) => {
-                    backoff = self.interval;
-                    tracing::error!(error = %e, client_id = %self.client_id, "decision log shipment refused; entries dropped");
-                }
             }
         }
+    }
+}
+
+fn new_batch(decisions: Vec<DecisionEntry>) -> DecisionBatch {
+    DecisionBatch {
+        batch_id: batch_id(),
+        decisions,
     }
 }
 

@@ -337,6 +337,11 @@ pub async fn bind(
         connecting.abort();
         let tasks = std::mem::take(&mut *stopping.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         tasks.iter().for_each(tokio::task::JoinHandle::abort);
+        // Wait for them to stop: a shipment interrupted mid-send stays in
+        // the shipper, and the flush below sends it again (same batch id).
+        for t in tasks {
+            let _ = t.await;
+        }
         // What was decided before the stop still reaches the authority.
         let log = stopping.authz.as_ref().and_then(|a| a.decision_log());
         if let (Some(shipper), Some(log)) = (stopping.shipper.get(), log) {

@@ -155,6 +155,7 @@ CREATE TABLE decisions (
     received_at    INTEGER NOT NULL
 );
 CREATE INDEX decisions_by_service_time ON decisions (service, time);
+CREATE INDEX decisions_by_service_id ON decisions (service, id);
 CREATE INDEX decisions_by_received ON decisions (received_at);
 CREATE TABLE decision_batches (
     reporter    TEXT NOT NULL,

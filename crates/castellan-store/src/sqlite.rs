@@ -1054,12 +1054,27 @@ impl Store for SqliteStore {
     }
 
     async fn prune_decisions(&self, before: UnixTime) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        let n = sqlx::query("DELETE FROM decisions WHERE received_at < ?")
+        // In chunks, each its own short write, so token issuance is never
+        // held up behind a large prune.
+        const CHUNK: i64 = 5_000;
+        let mut n = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let deleted = sqlx::query(
+                "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE received_at < ? LIMIT ?)",
+            )
             .bind(before)
+            .bind(CHUNK)
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            tx.commit().await?;
+            n += deleted;
+            if deleted < u64::try_from(CHUNK).unwrap_or(u64::MAX) {
+                break;
+            }
+        }
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM decision_batches WHERE received_at < ?")
             .bind(before)
             .execute(&mut *tx)

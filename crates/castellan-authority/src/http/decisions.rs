@@ -26,8 +26,14 @@ pub fn scope_for(service: &str) -> String {
     format!("castellan.decisions:{service}")
 }
 
-/// Bytes per entry allowed in a shipment's body (fields at their limits).
-const ENTRY_BYTES: usize = 3 * MAX_UID_BYTES + 2 * MAX_LIST * MAX_ITEM_BYTES / 4 + 256;
+/// Largest shipment body. Ordinary entries are a few hundred bytes, so a
+/// default batch of 1,000 fits many times over; a shipment over it gets 413
+/// and the shipper splits it. Bounded so one shipper cannot make the
+/// authority parse arbitrarily large documents.
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Shipments parsed at once; more get 503 and are retried.
+const MAX_CONCURRENT: usize = 4;
+static INGESTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT);
 /// Most rows one admin query returns.
 const MAX_QUERY_LIMIT: u32 = 10_000;
 
@@ -46,6 +52,14 @@ fn check_entry(i: usize, e: &DecisionEntry) -> Result<(), ApiError> {
         if v.is_empty() || v.len() > MAX_UID_BYTES {
             return bad(format!("`{name}` must be 1 to {MAX_UID_BYTES} bytes"));
         }
+    }
+    // Rows are printed on terminals (`castellan decisions`): no control characters.
+    let texts = [&e.principal, &e.action, &e.resource]
+        .into_iter()
+        .chain(&e.policies)
+        .chain(&e.errors);
+    if texts.flat_map(|t| t.chars()).any(char::is_control) {
+        return bad("control characters are not allowed".into());
     }
     match (e.decision.as_str(), e.reason.as_deref()) {
         ("allow", None) | ("deny", Some("forbidden" | "no_permit" | "no_bundle")) => {}
@@ -87,8 +101,11 @@ pub async fn ingest(State(auth): State<Arc<Authority>>, Path(service): Path<Stri
                 client.client_id
             )));
         }
+        let _permit = INGESTING
+            .try_acquire()
+            .map_err(|_| ApiError::busy("the decision log is busy; retry shortly"))?;
         let max_batch = auth.config().decisions.max_batch;
-        let bytes = read_body(body, max_batch.saturating_mul(ENTRY_BYTES).max(64 * 1024)).await?;
+        let bytes = read_body(body, MAX_BODY_BYTES).await?;
         require_json(&parts.headers)?;
         let batch: DecisionBatch =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid_request(format!("body: {e}")))?;
@@ -193,13 +210,13 @@ pub struct DecisionView {
     pub received_at: i64,
 }
 
-/// A bare principal id (`alice`) means the gate's `Principal::"alice"`.
+/// A bare principal id (`alice`) means the gate's `Principal::"alice"`,
+/// written as Cedar writes uids (what the services record).
 pub fn principal_uid(p: &str) -> String {
     if p.contains("::\"") {
-        p.to_owned()
-    } else {
-        format!("Principal::{}", serde_json::Value::String(p.to_owned()))
+        return p.to_owned();
     }
+    castellan_authz::entity_uid("Principal", p).map_or_else(|_| p.to_owned(), |u| u.to_string())
 }
 
 async fn query(
@@ -270,5 +287,10 @@ mod tests {
         assert_eq!(principal_uid("alice"), "Principal::\"alice\"");
         assert_eq!(principal_uid("a\"b"), "Principal::\"a\\\"b\"");
         assert_eq!(principal_uid("User::\"bob\""), "User::\"bob\"");
+        assert_eq!(
+            principal_uid("o'brien"),
+            "Principal::\"o\\'brien\"",
+            "as Cedar escapes it"
+        );
     }
 }

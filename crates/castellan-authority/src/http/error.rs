@@ -128,6 +128,10 @@ impl ApiError {
     pub fn access_denied(d: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "access_denied", d)
     }
+    /// 503 `temporarily_unavailable`: try again shortly.
+    pub fn busy(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d)
+    }
     /// 404 `not_found`.
     pub fn not_found(d: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", d)
