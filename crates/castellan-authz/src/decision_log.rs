@@ -8,6 +8,7 @@
 use crate::decision::Decision;
 use crate::request::AuthzRequest;
 use castellan_core::{Clock, UnixTime};
+use cedar_policy::EntityUid;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,15 +98,24 @@ impl DecisionEntry {
     /// bounded (see [`MAX_UID_BYTES`], [`MAX_LIST`], [`MAX_ITEM_BYTES`]).
     #[must_use]
     pub fn new(request: &AuthzRequest, decision: &Decision, time: UnixTime) -> Self {
+        Self::from_parts(
+            [request.principal(), request.action(), request.resource()],
+            decision,
+            time,
+        )
+    }
+
+    fn from_parts(uids: [Option<&EntityUid>; 3], decision: &Decision, time: UnixTime) -> Self {
+        let [principal, action, resource] = uids;
         let (verdict, reason) = match decision {
             Decision::Allow { .. } => ("allow", None),
             Decision::Deny { reason, .. } => ("deny", Some(reason.label().to_owned())),
         };
         Self {
             time,
-            principal: uid(request.principal()),
-            action: uid(request.action()),
-            resource: uid(request.resource()),
+            principal: uid(principal),
+            action: uid(action),
+            resource: uid(resource),
             decision: verdict.to_owned(),
             reason,
             policies: list(decision.determining()),
@@ -115,12 +125,39 @@ impl DecisionEntry {
     }
 }
 
+/// What the queue holds: a decision as made (formatted into an entry only
+/// when taken, off the request path), or an entry built elsewhere.
+#[derive(Debug)]
+enum Queued {
+    Decided(Box<Decided>),
+    Entry(DecisionEntry),
+}
+
+#[derive(Debug)]
+struct Decided {
+    time: UnixTime,
+    uids: [Option<EntityUid>; 3],
+    decision: Decision,
+}
+
+impl Queued {
+    fn into_entry(self) -> DecisionEntry {
+        match self {
+            Self::Entry(e) => e,
+            Self::Decided(d) => {
+                let [p, a, r] = &d.uids;
+                DecisionEntry::from_parts([p.as_ref(), a.as_ref(), r.as_ref()], &d.decision, d.time)
+            }
+        }
+    }
+}
+
 /// The bounded queue of decisions waiting to be shipped.
 #[derive(Debug)]
 pub struct DecisionLog {
     capacity: usize,
     clock: Arc<dyn Clock>,
-    queue: Mutex<VecDeque<DecisionEntry>>,
+    queue: Mutex<VecDeque<Queued>>,
     recorded: AtomicU64,
     dropped: AtomicU64,
     wake: tokio::sync::Notify,
@@ -146,12 +183,25 @@ impl DecisionLog {
 
     /// Records `decision` on `request`, now. Never blocks for longer than
     /// a queue push; when the queue is full the entry is dropped and counted.
+    /// The uids are formatted when the entry is taken, not here.
     pub fn record(&self, request: &AuthzRequest, decision: &Decision) {
-        self.push(DecisionEntry::new(request, decision, self.clock.now()));
+        self.enqueue(Queued::Decided(Box::new(Decided {
+            time: self.clock.now(),
+            uids: [
+                request.principal().cloned(),
+                request.action().cloned(),
+                request.resource().cloned(),
+            ],
+            decision: decision.clone(),
+        })));
     }
 
     /// Queues an entry built elsewhere (dropped and counted when full).
     pub fn push(&self, entry: DecisionEntry) {
+        self.enqueue(Queued::Entry(entry));
+    }
+
+    fn enqueue(&self, entry: Queued) {
         let len = {
             let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             if q.len() >= self.capacity {
@@ -172,9 +222,13 @@ impl DecisionLog {
 
     /// Takes up to `max` of the oldest entries.
     pub fn take(&self, max: usize) -> Vec<DecisionEntry> {
-        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = q.len().min(max);
-        q.drain(..n).collect()
+        let taken: Vec<Queued> = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = q.len().min(max);
+            q.drain(..n).collect()
+        };
+        // Formatting happens here, on the shipper's task, outside the lock.
+        taken.into_iter().map(Queued::into_entry).collect()
     }
 
     /// Puts entries that could not be shipped back at the front, as many
@@ -188,7 +242,7 @@ impl DecisionLog {
             metrics::counter!("castellan_decisions_dropped_total", "reason" => "full").increment(skip as u64);
         }
         for e in entries.into_iter().skip(skip).rev() {
-            q.push_front(e);
+            q.push_front(Queued::Entry(e));
         }
     }
 
