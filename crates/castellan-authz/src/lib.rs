@@ -62,4 +62,4 @@ pub use error::AuthzError;
 pub use gate_model::{gate_request, principal_entity, principal_entity_with_parents, GATE_SCHEMA};
 pub use policies::{check_policies, PolicySummary};
 pub use request::{entity_uid, AuthzRequest};
-pub use ship::{DecisionShipper, ShipError};
+pub use ship::{ClientCredentials, CredentialsError, DecisionShipper, ShipError};

@@ -29,6 +29,58 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Shortest pause between shipments.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
+/// The OAuth client a shipper authenticates as: a JSON file
+/// `{"client_id": ..., "client_secret": ...}`, as `castellan client create
+/// --json` prints it (other members are ignored). The client needs the
+/// scope `castellan.decisions:<service>`. The secret never appears in
+/// `Debug`.
+#[derive(Clone, serde::Deserialize)]
+pub struct ClientCredentials {
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A credentials file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("client credentials `{path}`: {reason}")]
+pub struct CredentialsError {
+    /// The file.
+    pub path: String,
+    /// Why (never the secret).
+    pub reason: String,
+}
+
+impl ClientCredentials {
+    /// Reads a credentials file.
+    ///
+    /// # Errors
+    /// [`CredentialsError`] when the file cannot be read, is not JSON, or
+    /// lacks either member or has one empty.
+    pub fn load(path: &std::path::Path) -> Result<Self, CredentialsError> {
+        let fail = |reason: String| CredentialsError {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        // serde_json's messages quote no values, only positions and names.
+        let creds: Self = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        if creds.client_id.is_empty() || creds.client_secret.is_empty() {
+            return Err(fail("`client_id` and `client_secret` must not be empty".to_owned()));
+        }
+        Ok(creds)
+    }
+}
+
 /// Why a shipment did not land.
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {

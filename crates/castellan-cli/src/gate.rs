@@ -155,26 +155,8 @@ fn decision_log_credentials(
     file: Option<&std::path::Path>,
     opted_out: bool,
 ) -> anyhow::Result<Option<castellan_gate::ClientCredentials>> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        client_id: String,
-        client_secret: String,
-    }
     match (policy_service, file) {
-        (Some(_), Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read decision log credentials `{}`", path.display()))?;
-            let f: File = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "decision log credentials `{}` must hold client_id and client_secret",
-                    path.display()
-                )
-            })?;
-            Ok(Some(castellan_gate::ClientCredentials {
-                client_id: f.client_id,
-                client_secret: f.client_secret,
-            }))
-        }
+        (Some(_), Some(path)) => Ok(Some(castellan_gate::ClientCredentials::load(path)?)),
         (Some(service), None) if !opted_out => anyhow::bail!(
             "--policy-service ships every decision to the authority: pass --decision-log-credentials FILE \
              (a client with the scope `castellan.decisions:{service}`), or --no-decision-log to keep \

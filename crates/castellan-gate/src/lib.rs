@@ -74,22 +74,7 @@ pub struct GateConfig {
     pub decision_log: Option<ClientCredentials>,
 }
 
-/// An OAuth client's id and secret. The secret never appears in `Debug`.
-#[derive(Clone)]
-pub struct ClientCredentials {
-    /// Client id.
-    pub client_id: String,
-    /// Client secret.
-    pub client_secret: String,
-}
-
-impl std::fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
+pub use castellan_authz::ClientCredentials;
 
 /// A bound gate, not yet serving.
 pub struct Bound<F> {

@@ -19,64 +19,19 @@ use castellan_authz::{Authorizer, DecisionShipper, ShipError};
 use castellan_core::Clock;
 use castellan_verify::Verifier;
 use data::Directory;
-use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// The credentials of the client that ships decisions: a JSON file
-/// `{"client_id": ..., "client_secret": ...}`, as `castellan client create
-/// --json` prints it. The client needs the scope
-/// `castellan.decisions:<policy service>`.
-#[derive(Clone, Deserialize)]
-pub struct ClientCredentials {
-    /// The client id.
-    pub client_id: String,
-    /// The client secret.
-    pub client_secret: String,
-}
-
-impl std::fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClientCredentials {
-    /// Reads a credentials file. Other members (`castellan client create
-    /// --json` prints more) are ignored.
-    ///
-    /// # Errors
-    /// [`StartError::Credentials`] when the file cannot be read or lacks
-    /// either member.
-    pub fn load(path: &Path) -> Result<Self, StartError> {
-        let fail = |reason: String| StartError::Credentials {
-            path: path.display().to_string(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let creds: Self = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
-        if creds.client_id.is_empty() || creds.client_secret.is_empty() {
-            return Err(fail("`client_id` and `client_secret` must not be empty".to_owned()));
-        }
-        Ok(creds)
-    }
-}
+pub use castellan_authz::ClientCredentials;
 
 /// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The decision-log credentials file is unusable.
-    #[error("decision log credentials `{path}`: {reason}")]
-    Credentials {
-        /// The file.
-        path: String,
-        /// Why.
-        reason: String,
-    },
+    #[error("decision log {0}")]
+    Credentials(#[from] castellan_authz::CredentialsError),
     /// Credentials were given but the authority takes no decision logs.
     #[error("the authority at `{authority}` advertises no decision log endpoint")]
     NoDecisionLog {
