@@ -35,6 +35,7 @@ pub fn router() -> Router<Arc<Authority>> {
         .merge(super::workload::admin_router())
         .merge(super::policies::admin_router())
         .merge(super::decisions::admin_router())
+        .merge(super::canaries::admin_router())
 }
 
 pub(super) async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {

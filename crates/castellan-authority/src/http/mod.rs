@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod admin_users;
 pub mod authorize;
+pub mod canaries;
 pub mod client_auth;
 pub mod decisions;
 pub mod discovery;
