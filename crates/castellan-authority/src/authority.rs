@@ -164,6 +164,7 @@ impl Authority {
             rotation_interval: config.keys.rotation_interval.secs(),
             jwks_max_age: config.keys.jwks_max_age.secs(),
             token_horizon: t.max_access_token_ttl.secs().saturating_add(t.leeway.secs()),
+            keep_removed_for: config.keys.keep_removed_for.secs(),
         };
         let keys = KeyManager::open(store.clone(), master.clone(), clock.clone(), schedule).await?;
         // Names this store's revocation log: a verifier that sees another id knows the
@@ -371,7 +372,12 @@ impl Authority {
             .current()
             .infos
             .iter()
-            .filter(|k| k.state != castellan_store::KeyState::Withdrawn)
+            .filter(|k| {
+                !matches!(
+                    k.state,
+                    castellan_store::KeyState::Withdrawn | castellan_store::KeyState::Removed
+                )
+            })
             .map(|k| k.kid.clone())
             .collect();
         self.events.publish(StreamEvent::Keys { kids });

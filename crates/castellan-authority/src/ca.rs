@@ -184,7 +184,7 @@ impl CaManager {
                     active = Some(key);
                 }
                 KeyState::Next | KeyState::Retired => published.push(CaCert::from_der(&r.cert_der)?),
-                KeyState::Withdrawn => {}
+                KeyState::Withdrawn | KeyState::Removed => {}
             }
         }
         let active = active.ok_or_else(|| CaManagerError::Unseal("no active CA".to_owned()))?;

@@ -259,6 +259,11 @@ pub struct KeyConfig {
     /// Longest a routine rotation waits for every live verifier to hold the
     /// next key before promoting it anyway (with a warning naming the laggards).
     pub ack_timeout: HumanDuration,
+    /// How long a key stays `removed` (unpublished, untrusted, its private
+    /// half kept encrypted to sign `removed-key` canaries for the drift
+    /// probe) before it is deleted. `0s` deletes keys as soon as their last
+    /// token has expired.
+    pub keep_removed_for: HumanDuration,
 }
 
 /// Request limits.
@@ -308,6 +313,7 @@ impl Default for KeyConfig {
             jwks_max_age: HumanDuration::from_secs(300),
             check_interval: HumanDuration::from_secs(10),
             ack_timeout: HumanDuration::from_secs(30),
+            keep_removed_for: HumanDuration::from_secs(7 * 86_400),
         }
     }
 }
@@ -502,6 +508,9 @@ impl Config {
         }
         if k.ack_timeout.secs() > 600 {
             return invalid("keys.ack_timeout must be at most 10m".into());
+        }
+        if self.keys.keep_removed_for.secs() > 365 * 86_400 {
+            return invalid("keys.keep_removed_for must be at most 365d".into());
         }
         let r = &self.revocation;
         if r.heartbeat_interval.secs() < 1 || r.heartbeat_interval.secs() > 60 {

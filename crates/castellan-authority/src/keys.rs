@@ -42,6 +42,8 @@ pub struct KeySchedule {
     pub jwks_max_age: i64,
     /// Longest access-token lifetime plus leeway: how long a retired or withdrawn key is kept.
     pub token_horizon: i64,
+    /// Seconds a key stays `removed` (private half kept only for probe canaries) before deletion.
+    pub keep_removed_for: i64,
 }
 
 impl KeySchedule {
@@ -180,13 +182,26 @@ impl KeyManager {
         let now = self.clock.now();
         let keys = self.store.list_keys().await?;
         let s = self.schedule;
-        let deletes: Vec<String> = keys
-            .iter()
-            .filter(|k| matches!(k.state, KeyState::Retired | KeyState::Withdrawn))
-            .filter(|k| k.remove_at.is_some_and(|t| t <= now))
-            .map(|k| k.kid.clone())
-            .collect();
+        let due = |k: &&KeyRecord| k.remove_at.is_some_and(|t| t <= now);
         let mut upserts = Vec::new();
+        let mut deletes: Vec<String> = Vec::new();
+        for k in keys.iter().filter(due) {
+            match k.state {
+                KeyState::Retired | KeyState::Withdrawn if s.keep_removed_for > 0 => {
+                    tracing::info!(kid = %k.kid, "key removed from every verifier; kept for probe canaries only");
+                    upserts.push(KeyRecord {
+                        state: KeyState::Removed,
+                        remove_at: Some(now.saturating_add(s.keep_removed_for)),
+                        ..k.clone()
+                    });
+                }
+                KeyState::Retired | KeyState::Withdrawn | KeyState::Removed => {
+                    tracing::info!(kid = %k.kid, "key deleted");
+                    deletes.push(k.kid.clone());
+                }
+                KeyState::Next | KeyState::Active => {}
+            }
+        }
         let active = keys.iter().find(|k| k.state == KeyState::Active);
         let next = keys.iter().find(|k| k.state == KeyState::Next);
         match (active, next) {
@@ -203,12 +218,36 @@ impl KeyManager {
         if upserts.is_empty() && deletes.is_empty() {
             return Ok(false);
         }
-        for kid in &deletes {
-            tracing::info!(kid = %kid, "key removed after its last token expired");
-        }
         self.store.write_keys(&upserts, &deletes).await?;
         self.reload().await?;
         Ok(true)
+    }
+
+    /// Signs `claims` with the newest key no verifier may trust any more
+    /// (withdrawn, or removed after its last token): only for the drift
+    /// probe's `removed-key` canary, never for a real token. Returns the
+    /// token and the key's kid; `None` when no such key is kept.
+    ///
+    /// # Errors
+    /// The store, or a key that cannot be unsealed.
+    pub async fn sign_with_removed_key<C: serde::Serialize>(
+        &self,
+        typ: &str,
+        claims: &C,
+    ) -> Result<Option<(String, String)>, KeyError> {
+        let keys = self.store.list_keys().await?;
+        let Some(rec) = keys
+            .iter()
+            .filter(|k| matches!(k.state, KeyState::Withdrawn | KeyState::Removed))
+            .max_by_key(|k| (k.retired_at.unwrap_or(k.created_at), k.created_at))
+        else {
+            return Ok(None);
+        };
+        let alg: Algorithm = rec.alg.parse().map_err(jose(&rec.kid))?;
+        let pkcs8 = self.master.open(&rec.kid, &rec.private_enc)?;
+        let key = SigningKey::from_pkcs8(alg, &pkcs8).map_err(jose(&rec.kid))?;
+        let token = key.sign_compact(typ, claims).map_err(jose(&rec.kid))?;
+        Ok(Some((token, rec.kid.clone())))
     }
 
     /// Makes the published next key active now. In an emergency the active
@@ -356,7 +395,13 @@ fn build_set(master: &MasterKey, keys: &[KeyRecord]) -> Result<KeySet, KeyError>
         verifying,
         infos: {
             let rank = |s: KeyState| {
-                [KeyState::Active, KeyState::Next, KeyState::Retired, KeyState::Withdrawn]
+                [
+                    KeyState::Active,
+                    KeyState::Next,
+                    KeyState::Retired,
+                    KeyState::Withdrawn,
+                    KeyState::Removed,
+                ]
                     .iter()
                     .position(|x| *x == s)
             };

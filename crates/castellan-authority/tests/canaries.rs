@@ -99,3 +99,81 @@ async fn canary_requests_are_checked() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+fn kid_of(token: &str) -> String {
+    castellan_jose::decode_unverified_header(token).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn removed_key_canaries_are_signed_with_keys_no_verifier_trusts() {
+    let ta =
+        TestAuthority::start_with(|c| c.keys.keep_removed_for = castellan_core::HumanDuration::from_secs(3_600)).await;
+    let verifier = Verifier::builder(&ta.url, "orders").connect().await.unwrap();
+    let (status, _) = mint(&ta, "removed-key").await;
+    assert_eq!(status, 409, "nothing withdrawn or removed yet");
+
+    // An emergency withdraws the active key: the canary is signed with it.
+    let (_, before) = ta.admin(Method::GET, "/keys", None).await;
+    let withdrawn = before["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "active")
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, v) = ta
+        .admin(Method::POST, "/keys/rotate", Some(json!({"emergency": true})))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, canary) = mint(&ta, "removed-key").await;
+    assert_eq!(status, 201, "{canary}");
+    let token = canary["token"].as_str().unwrap().to_owned();
+    assert_eq!(kid_of(&token), withdrawn);
+    assert_eq!(canary["kid"], withdrawn.as_str());
+    let start = Instant::now();
+    loop {
+        match verifier.verify(&token).await {
+            Err(r) if matches!(r.label(), "key_withdrawn" | "unknown_key" | "revoked") => break,
+            other => assert!(start.elapsed() < Duration::from_secs(2), "{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A genuine canary still works: only the removed key is refused.
+    let (_, genuine) = mint(&ta, "genuine").await;
+    assert!(verifier.verify(genuine["token"].as_str().unwrap()).await.is_ok());
+
+    // Past the token horizon the key becomes `removed`: still unpublished,
+    // its private half kept for canaries only.
+    ta.clock.advance(3_631);
+    ta.authority.maintain().await.unwrap();
+    let (_, keys) = ta.admin(Method::GET, "/keys", None).await;
+    let state = |kid: &str| {
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .map(|k| k["state"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(state(&withdrawn).as_deref(), Some("removed"));
+    assert!(!ta.published_kids().await.contains(&withdrawn));
+    let (status, canary) = mint(&ta, "removed-key").await;
+    assert_eq!(status, 201, "{canary}");
+    assert_eq!(kid_of(canary["token"].as_str().unwrap()), withdrawn);
+    // Real tokens are never signed with it.
+    let (_, genuine) = mint(&ta, "genuine").await;
+    assert_ne!(kid_of(genuine["token"].as_str().unwrap()), withdrawn);
+
+    // After `keys.keep_removed_for` it is deleted.
+    ta.clock.advance(3_601);
+    ta.authority.maintain().await.unwrap();
+    let (_, keys) = ta.admin(Method::GET, "/keys", None).await;
+    assert!(!keys.to_string().contains(&withdrawn), "{keys}");
+    let (status, _) = mint(&ta, "removed-key").await;
+    assert_eq!(status, 409);
+}

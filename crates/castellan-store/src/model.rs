@@ -69,6 +69,10 @@ pub enum KeyState {
     Retired,
     /// Removed from JWKS at once in an emergency; its tokens are invalid.
     Withdrawn,
+    /// Past its last token, or withdrawn and past it: published nowhere,
+    /// trusted by no verifier, its private half kept (encrypted) only to
+    /// sign the drift probe's `removed-key` canaries, then deleted.
+    Removed,
 }
 
 impl KeyState {
@@ -79,6 +83,7 @@ impl KeyState {
             Self::Active => "active",
             Self::Retired => "retired",
             Self::Withdrawn => "withdrawn",
+            Self::Removed => "removed",
         }
     }
 }
@@ -91,6 +96,7 @@ impl FromStr for KeyState {
             "active" => Ok(Self::Active),
             "retired" => Ok(Self::Retired),
             "withdrawn" => Ok(Self::Withdrawn),
+            "removed" => Ok(Self::Removed),
             other => Err(format!("unknown key state `{other}`")),
         }
     }

@@ -87,11 +87,7 @@ async fn mint(State(auth): State<Arc<Authority>>, req: Request) -> Result<Respon
         "wrong-issuer" => WRONG_ISSUER.clone_into(&mut claims.iss),
         "wrong-audience" => WRONG_AUDIENCE.clone_into(&mut claims.aud),
         "wrong-token-type" => typ = "JWT",
-        "removed-key" => {
-            return Err(ApiError::conflict(
-                "no removed signing key is kept to sign a `removed-key` canary",
-            ))
-        }
+        "removed-key" => {}
         other => {
             return Err(ApiError::invalid_request(format!(
                 "`{}` is not a canary check: genuine, expired, not-yet-valid, wrong-issuer, wrong-audience, \
@@ -101,10 +97,24 @@ async fn mint(State(auth): State<Arc<Authority>>, req: Request) -> Result<Respon
         }
     }
     let keys = auth.keys().current();
-    let token = keys
-        .active
-        .sign_compact(typ, &claims)
-        .map_err(|e| ApiError::server_error(&e))?;
+    let (token, kid) = if check == "removed-key" {
+        auth.keys()
+            .sign_with_removed_key(typ, &claims)
+            .await
+            .map_err(|e| ApiError::server_error(&e))?
+            .ok_or_else(|| {
+                ApiError::conflict(
+                    "no withdrawn or removed signing key is kept to sign a `removed-key` canary \
+                     (see keys.keep_removed_for)",
+                )
+            })?
+    } else {
+        let token = keys
+            .active
+            .sign_compact(typ, &claims)
+            .map_err(|e| ApiError::server_error(&e))?;
+        (token, keys.active.kid().to_owned())
+    };
     let mut revocation_seq = None;
     if check == "revoked-session" {
         let event = auth
@@ -121,7 +131,7 @@ async fn mint(State(auth): State<Arc<Authority>>, req: Request) -> Result<Respon
         audience = aud,
         sid = %sid,
         jti = %claims.jti,
-        kid = %keys.active.kid(),
+        kid = %kid,
         "canary minted"
     );
     metrics::counter!("castellan_canaries_minted_total").increment(1);
@@ -130,7 +140,7 @@ async fn mint(State(auth): State<Arc<Authority>>, req: Request) -> Result<Respon
         "token": token,
         "sid": sid,
         "jti": claims.jti,
-        "kid": keys.active.kid(),
+        "kid": kid,
         "exp": claims.exp,
         "revocation_seq": revocation_seq,
     });

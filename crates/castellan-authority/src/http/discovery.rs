@@ -23,7 +23,11 @@ pub fn metadata_document(auth: &Authority) -> serde_json::Value {
     // Algorithms of the keys whose tokens are valid now (several after a change of `keys.algorithm`).
     let mut signing_algs: Vec<String> = Vec::new();
     for info in &auth.keys().current().infos {
-        if info.state != castellan_store::KeyState::Withdrawn && !signing_algs.contains(&info.alg) {
+        let trusted = !matches!(
+            info.state,
+            castellan_store::KeyState::Withdrawn | castellan_store::KeyState::Removed
+        );
+        if trusted && !signing_algs.contains(&info.alg) {
             signing_algs.push(info.alg.clone());
         }
     }
