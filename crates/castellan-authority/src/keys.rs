@@ -402,8 +402,8 @@ fn build_set(master: &MasterKey, keys: &[KeyRecord]) -> Result<KeySet, KeyError>
                     KeyState::Withdrawn,
                     KeyState::Removed,
                 ]
-                    .iter()
-                    .position(|x| *x == s)
+                .iter()
+                .position(|x| *x == s)
             };
             let mut infos: Vec<KeyInfo> = keys.iter().map(KeyInfo::from).collect();
             infos.sort_by_key(|k| (rank(k.state), k.created_at));

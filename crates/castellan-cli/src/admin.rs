@@ -37,6 +37,8 @@ pub struct Admin {
     base: String,
     token: String,
     pub json: bool,
+    /// The authority's discovery document.
+    pub meta: Value,
 }
 
 async fn error_of(resp: reqwest::Response) -> anyhow::Error {
@@ -96,7 +98,13 @@ impl Admin {
             base,
             token,
             json: conn.json,
+            meta,
         })
+    }
+
+    /// The HTTP client (with the configured CA).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {

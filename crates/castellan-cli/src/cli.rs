@@ -62,6 +62,8 @@ pub enum Command {
     Policy(crate::policy::PolicyCommand),
     /// The central decision log: what each service's policies decided.
     Decisions(crate::decisions::DecisionsArgs),
+    /// Fire forged and canary tokens at services and report which checks each gets wrong.
+    Probe(crate::probe::ProbeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,5 +333,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ca(cmd) => admin::ca(cmd).await,
         Command::Policy(cmd) => crate::policy::run(cmd).await,
         Command::Decisions(args) => crate::decisions::run(args).await,
+        Command::Probe(args) => crate::probe::run(args).await,
     }
 }

@@ -14,6 +14,7 @@ mod cli;
 mod decisions;
 mod gate;
 mod policy;
+mod probe;
 mod serve;
 mod users;
 mod workload;

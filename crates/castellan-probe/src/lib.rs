@@ -13,7 +13,9 @@
 mod check;
 mod der;
 mod forge;
+mod run;
 
 pub use check::CheckId;
 pub use der::{spki_der, spki_pem};
 pub use forge::{ForgeError, Forger};
+pub use run::{fire, CheckResult, Pace, Shot, Target, TargetReport};

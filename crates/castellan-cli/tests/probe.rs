@@ -1,0 +1,99 @@
+//! `castellan probe` against a real authority: a `castellan gate` passes
+//! every check; a service that only looks for a bearer token fails exactly
+//! the checks a signature check would catch and more.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may unwrap
+
+mod common;
+
+use common::{echo, gate, Authority};
+use serde_json::{json, Value};
+
+/// An upstream that admits any request with a bearer token, checking nothing.
+async fn trusting() -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "));
+        if bearer {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn checks(report: &Value, target: &str) -> Vec<(String, bool)> {
+    report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == target)
+        .unwrap()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap().to_owned(), c["ok"].as_bool().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_passes_every_check_and_a_trusting_service_fails_its_flaws() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Authority::start(dir.path(), "127.0.0.1:0");
+    // A withdrawn key, so the removed-key check runs.
+    auth.admin(reqwest::Method::POST, "/keys/rotate", Some(json!({"emergency": true})))
+        .await;
+    let upstream = echo().await;
+    let g = gate(auth.url(), "orders", Some(&upstream.url), &[]).await;
+    let naive = trusting().await;
+
+    let report_file = dir.path().join("probe.json");
+    let gate_spec = format!("name=gate,url={},audience=orders,path=/orders/1", g.url);
+    let out = auth.cli(&["probe", "--target", &gate_spec, "--json", report_file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("all 1 target(s) passed every check"), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let ids: Vec<String> = checks(&report, "gate").into_iter().map(|(id, _)| id).collect();
+    let contract: Vec<&str> = castellan_probe::CheckId::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(ids, contract, "every check, in order");
+    assert!(checks(&report, "gate").iter().all(|(_, ok)| *ok), "{report:#}");
+    let genuine = &report["targets"][0]["checks"][0];
+    assert_eq!(
+        (genuine["accepted"].as_bool(), genuine["status"].as_u64()),
+        (Some(true), Some(200))
+    );
+    assert!(report["targets"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["skipped"].is_null()));
+    assert_eq!(report["summary"]["failed"], 0);
+
+    // Both targets in one run, JSON on stdout; the trusting one fails.
+    let naive_spec = format!("name=naive,url={naive},audience=orders");
+    let out = auth.cli(&["probe", "--target", &gate_spec, "--target", &naive_spec, "--json", "-"]);
+    assert!(!out.status.success(), "a failing target fails the run");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<String> = checks(&report, "naive")
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(id, _)| id)
+        .collect();
+    let mut expected: Vec<&str> = contract.clone();
+    expected.retain(|c| !matches!(*c, "genuine" | "no-token"));
+    assert_eq!(failed, expected, "it checks nothing but the header's presence");
+    assert!(checks(&report, "gate").iter().all(|(_, ok)| *ok));
+    assert_eq!(report["summary"]["failing_targets"], json!(["naive"]));
+
+    // Bad target specs are refused before anything is sent.
+    let out = auth.cli(&["probe", "--target", "name=x,url=ftp://y,audience=z"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http"));
+}
