@@ -97,3 +97,107 @@ async fn the_gate_passes_every_check_and_a_trusting_service_fails_its_flaws() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("http"));
 }
+
+/// The zoo's processes, killed on drop.
+struct Zoo {
+    child: std::process::Child,
+    services: Vec<(String, u16)>,
+}
+
+impl Drop for Zoo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python_with_pyjwt() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn start_zoo(issuer: &str) -> Zoo {
+    use std::io::BufRead;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe_zoo/zoo.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--issuer", issuer, "--audience", "orders"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut services = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line == "ALL READY" {
+            break;
+        }
+        let mut parts = line.split(' ');
+        assert_eq!(parts.next(), Some("READY"), "{line}");
+        let name = parts.next().unwrap().to_owned();
+        services.push((name, parts.next().unwrap().parse().unwrap()));
+    }
+    Zoo { child, services }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_flags_exactly_each_zoo_services_flaw() {
+    if !python_with_pyjwt() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PyJWT (pyjwt[crypto]) is unavailable and CI is set: this test must not skip"
+        );
+        eprintln!(
+            "SKIPPED: the_probe_flags_exactly_each_zoo_services_flaw: python3 with PyJWT and cryptography not found"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Authority::start(dir.path(), "127.0.0.1:0");
+    let zoo = start_zoo(auth.url());
+    assert_eq!(zoo.services.len(), 6);
+    // After the zoo pinned the JWKS: the old key is withdrawn.
+    auth.admin(reqwest::Method::POST, "/keys/rotate", Some(json!({"emergency": true})))
+        .await;
+    let upstream = echo().await;
+    let g = gate(auth.url(), "orders", Some(&upstream.url), &[]).await;
+
+    let mut args: Vec<String> = vec!["probe".into()];
+    args.extend(["--target".into(), format!("name=gate,url={},audience=orders", g.url)]);
+    for (name, port) in &zoo.services {
+        args.extend([
+            "--target".into(),
+            format!("name={name},url=http://127.0.0.1:{port},audience=orders"),
+        ]);
+    }
+    args.extend(["--json".into(), "-".into()]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = auth.cli(&argv);
+    assert!(!out.status.success(), "the zoo fails");
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let failing = |target: &str| -> Vec<String> {
+        checks(&report, target)
+            .into_iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(id, _)| id)
+            .collect()
+    };
+    for (target, flaws) in [
+        ("gate", vec![]),
+        ("skip-audience", vec!["wrong-audience"]),
+        ("skip-expiry", vec!["expired"]),
+        ("pinned-keys", vec!["removed-key"]),
+        ("accepts-none", vec!["alg-none"]),
+        ("hmac-public-key", vec!["hmac-key-confusion"]),
+        ("no-revocation", vec!["revoked-session"]),
+    ] {
+        assert_eq!(failing(target), flaws, "{target}: {report:#}");
+    }
+    assert_eq!(report["summary"]["failed"], 6);
+    assert_eq!(report["summary"]["misconfigured_targets"], json!([]));
+}
