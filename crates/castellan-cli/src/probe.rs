@@ -18,8 +18,12 @@ const PROPAGATION: Duration = Duration::from_secs(1);
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// A service to probe: `name=NAME,url=URL,audience=AUD[,method=GET][,path=/p]` (repeat).
-    #[arg(long = "target", value_name = "SPEC", required = true, value_parser = parse_target)]
+    #[arg(long = "target", value_name = "SPEC", value_parser = parse_target, required_unless_present = "config")]
     pub targets: Vec<Target>,
+    /// Read targets from a TOML file (`[[target]]` tables with name, url, audience,
+    /// and optionally method and path); combined with any --target.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Write the JSON report to FILE (`-` for stdout).
     #[arg(long = "json", value_name = "FILE")]
     pub json_file: Option<PathBuf>,
@@ -160,6 +164,23 @@ fn print_table(reports: &[TargetReport]) {
 }
 
 pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
+    let mut targets = args.targets.clone();
+    if let Some(path) = &args.config {
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        if meta.len() > 1024 * 1024 {
+            bail!("`{}` is larger than 1 MiB", path.display());
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        targets.extend(castellan_probe::ProbeConfig::parse(&text).map_err(|e| anyhow!("`{}`: {e}", path.display()))?);
+    }
+    if targets.is_empty() {
+        bail!("no targets: pass --target or a --config file with [[target]] tables");
+    }
+    let mut names = std::collections::HashSet::new();
+    if let Some(dup) = targets.iter().find(|t| !names.insert(t.name.as_str())) {
+        bail!("target name `{}` is used twice", dup.name);
+    }
+    let total = targets.len();
     let conn = Conn {
         server: args.server.clone(),
         credentials: args.credentials.clone(),
@@ -189,9 +210,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         let _ = axum::serve(listener, app).await;
     });
 
-    let total = args.targets.len();
     let mut reports = Vec::with_capacity(total);
-    for (i, target) in args.targets.iter().enumerate() {
+    for (i, target) in targets.iter().enumerate() {
         eprintln!("[{}/{total}] probing `{}` at {}", i + 1, target.name, target.url);
         let mut keys = Vec::new();
         let mut shots = battery(&admin, target, &jku_url, &mut keys).await?;

@@ -55,7 +55,23 @@ async fn the_gate_passes_every_check_and_a_trusting_service_fails_its_flaws() {
 
     let report_file = dir.path().join("probe.json");
     let gate_spec = format!("name=gate,url={},audience=orders,path=/orders/1", g.url);
-    let out = auth.cli(&["probe", "--target", &gate_spec, "--json", report_file.to_str().unwrap()]);
+    // The first run takes its target from a config file.
+    let config = dir.path().join("probe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[target]]\nname = \"gate\"\nurl = \"{}\"\naudience = \"orders\"\npath = \"/orders/1\"\n",
+            g.url
+        ),
+    )
+    .unwrap();
+    let out = auth.cli(&[
+        "probe",
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+        report_file.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("all 1 target(s) passed every check"), "{stderr}");
@@ -92,6 +108,10 @@ async fn the_gate_passes_every_check_and_a_trusting_service_fails_its_flaws() {
     assert!(checks(&report, "gate").iter().all(|(_, ok)| *ok));
     assert_eq!(report["summary"]["failing_targets"], json!(["naive"]));
 
+    // The same name twice, from the file and a flag, is refused.
+    let out = auth.cli(&["probe", "--config", config.to_str().unwrap(), "--target", &gate_spec]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("used twice"));
     // Bad target specs are refused before anything is sent.
     let out = auth.cli(&["probe", "--target", "name=x,url=ftp://y,audience=z"]);
     assert!(!out.status.success());

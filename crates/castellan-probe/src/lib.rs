@@ -18,4 +18,4 @@ mod run;
 pub use check::CheckId;
 pub use der::{spki_der, spki_pem};
 pub use forge::{ForgeError, Forger};
-pub use run::{fire, CheckResult, Pace, Shot, Target, TargetReport};
+pub use run::{fire, CheckResult, Pace, ProbeConfig, Shot, Target, TargetReport, TargetSpec};

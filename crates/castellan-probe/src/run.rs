@@ -24,6 +24,70 @@ pub struct Target {
     pub path: String,
 }
 
+/// A probe configuration file (TOML): `[[target]]` tables with the keys of
+/// a `--target` spec.
+///
+/// ```toml
+/// [[target]]
+/// name = "orders"
+/// url = "http://orders.internal:9000"
+/// audience = "orders"
+/// path = "/api/whoami"   # optional; method = "GET" too
+/// ```
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// The targets.
+    #[serde(rename = "target", default)]
+    pub targets: Vec<TargetSpec>,
+}
+
+/// One `[[target]]` table.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Name.
+    pub name: String,
+    /// Base URL.
+    pub url: String,
+    /// Audience.
+    pub audience: String,
+    /// Method (default `GET`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path (default none).
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+impl ProbeConfig {
+    /// Parses a configuration file's text into checked targets.
+    ///
+    /// # Errors
+    /// The TOML error, or the first target that is not valid (by name).
+    pub fn parse(text: &str) -> Result<Vec<Target>, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        config
+            .targets
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut spec = format!("name={},url={},audience={}", t.name, t.url, t.audience);
+                for (k, v) in [("method", &t.method), ("path", &t.path)] {
+                    if let Some(v) = v {
+                        spec.push_str(&format!(",{k}={v}"));
+                    }
+                }
+                if [&t.name, &t.url, &t.audience].iter().any(|v| v.contains(',')) {
+                    return Err(format!("target {}: values must not contain `,`", i + 1));
+                }
+                spec.parse::<Target>()
+                    .map_err(|e| format!("target {} (`{}`): {e}", i + 1, t.name))
+            })
+            .collect()
+    }
+}
+
 impl FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -272,6 +336,27 @@ fn join(statuses: &[u16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_files_give_checked_targets() {
+        let targets = ProbeConfig::parse(
+            "[[target]]\nname = \"a\"\nurl = \"http://a\"\naudience = \"a\"\n\n\
+             [[target]]\nname = \"b\"\nurl = \"https://b\"\naudience = \"b\"\nmethod = \"post\"\npath = \"/x\"\n",
+        )
+        .unwrap();
+        assert_eq!(targets.len(), 2);
+        assert_eq!((targets[1].method.as_str(), targets[1].path.as_str()), ("POST", "/x"));
+        assert!(ProbeConfig::parse("").unwrap().is_empty());
+        for bad in [
+            "[[target]]\nname = \"a\"\nurl = \"ftp://a\"\naudience = \"a\"\n",
+            "[[target]]\nname = \"a\"\nurl = \"http://a\"\n",
+            "[[target]]\nname = \"a\"\nurl = \"http://a\"\naudience = \"a\"\ncolour = 1\n",
+            "[[target]]\nname = \"a,b\"\nurl = \"http://a\"\naudience = \"a\"\n",
+            "not toml",
+        ] {
+            assert!(ProbeConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn targets_parse_strictly() {
