@@ -27,6 +27,10 @@ pub struct ProbeArgs {
     /// Write the JSON report to FILE (`-` for stdout).
     #[arg(long = "json", value_name = "FILE")]
     pub json_file: Option<PathBuf>,
+    /// Write the HTML report (a matrix of targets by checks, with the meaning and
+    /// fix of each failure) to FILE.
+    #[arg(long = "html", value_name = "FILE")]
+    pub html_file: Option<PathBuf>,
     /// Authority URL.
     #[arg(long, env = "CASTELLAN_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
@@ -236,6 +240,13 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
     jku_server.abort();
 
     let report = json!({ "targets": reports, "summary": summary(&reports) });
+    if let Some(path) = &args.html_file {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        std::fs::write(path, castellan_probe::html_report(&reports, &now))
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
     match &args.json_file {
         Some(path) if path.as_os_str() == "-" => out!("{}", serde_json::to_string_pretty(&report)?),
         Some(path) => {

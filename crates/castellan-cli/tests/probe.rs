@@ -194,7 +194,8 @@ async fn the_probe_flags_exactly_each_zoo_services_flaw() {
             format!("name={name},url=http://127.0.0.1:{port},audience=orders"),
         ]);
     }
-    args.extend(["--json".into(), "-".into()]);
+    let html = dir.path().join("probe.html");
+    args.extend(["--json".into(), "-".into(), "--html".into(), html.display().to_string()]);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = auth.cli(&argv);
     assert!(!out.status.success(), "the zoo fails");
@@ -220,4 +221,76 @@ async fn the_probe_flags_exactly_each_zoo_services_flaw() {
     }
     assert_eq!(report["summary"]["failed"], 6);
     assert_eq!(report["summary"]["misconfigured_targets"], json!([]));
+
+    // The HTML report, as a reader sees it in Chromium.
+    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let tooling = std::path::Path::new("/usr/bin/chromium").is_file()
+        && browser.join("node_modules/playwright-core/package.json").is_file();
+    if !tooling {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Chromium or playwright-core is missing and CI is set: the HTML report must be checked"
+        );
+        eprintln!("SKIPPED: the HTML report in Chromium: /usr/bin/chromium or tests/browser/node_modules missing");
+        return;
+    }
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shots = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => workspace.join(t),
+        None => workspace.join("target"),
+    }
+    .join("test-artifacts/probe");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("probe-report.png");
+    let out = std::process::Command::new("node")
+        .arg(browser.join("probe_report.mjs"))
+        .arg(&html)
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["title"], "Castellan probe report");
+    assert!(
+        seen["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of 7 target(s) pass every check"),
+        "{seen}"
+    );
+    let cell = |target: &str, check: &str| seen["cells"][target][check].clone();
+    assert_eq!(cell("gate", "genuine")["text"], "ok");
+    assert_eq!(cell("accepts-none", "alg-none")["text"], "FAIL");
+    assert_eq!(cell("accepts-none", "expired")["text"], "ok");
+    assert_eq!(cell("pinned-keys", "removed-key")["text"], "FAIL");
+    assert_ne!(
+        cell("gate", "alg-none")["background"],
+        cell("accepts-none", "alg-none")["background"],
+        "failures stand out"
+    );
+    let sections: Vec<&str> = seen["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            "skip-audience",
+            "skip-expiry",
+            "pinned-keys",
+            "accepts-none",
+            "hmac-public-key",
+            "no-revocation"
+        ],
+        "an explanation for every failing target, none for the gate"
+    );
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 1000,
+        "screenshot at {}",
+        shot.display()
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Fix:") && page.contains("Refresh the JWKS at its max-age"));
 }

@@ -13,9 +13,11 @@
 mod check;
 mod der;
 mod forge;
+mod html;
 mod run;
 
 pub use check::CheckId;
 pub use der::{spki_der, spki_pem};
 pub use forge::{ForgeError, Forger};
+pub use html::html_report;
 pub use run::{fire, CheckResult, Pace, ProbeConfig, Shot, Target, TargetReport, TargetSpec};
