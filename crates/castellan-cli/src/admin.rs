@@ -3,22 +3,14 @@
 
 use crate::cli::{ClientCommand, Conn, KeysCommand};
 use anyhow::{anyhow, bail, Context};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::Path;
 
-#[derive(Deserialize)]
-struct Credentials {
-    client_id: String,
-    client_secret: String,
-}
+type Credentials = castellan_authz::ClientCredentials;
 
 fn credentials(conn: &Conn) -> anyhow::Result<Credentials> {
     if let Some(path) = &conn.credentials {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read credentials `{}`", path.display()))?;
-        return serde_json::from_str(&text)
-            .with_context(|| format!("credentials `{}` must hold client_id and client_secret", path.display()));
+        return Ok(Credentials::load(path)?);
     }
     match (
         std::env::var("CASTELLAN_CLIENT_ID"),
