@@ -386,7 +386,7 @@ pub struct PolicyVersionRecord {
 /// One authorization decision a service made and shipped to the authority
 /// (the central decision log). Rows are appended, queried, and pruned after
 /// the retention window; never changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DecisionRecord {
     /// Assigned by the store on append (0 before).
     pub id: i64,

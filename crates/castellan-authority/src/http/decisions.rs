@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use castellan_authz::decision_log::{DecisionBatch, DecisionEntry, MAX_ITEM_BYTES, MAX_LIST, MAX_UID_BYTES};
 use castellan_store::{DecisionQuery, DecisionRecord};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::Arc;
 
 /// The scope a client needs to ship decisions for `service`.
@@ -179,37 +179,6 @@ pub struct Params {
     pub limit: Option<u32>,
 }
 
-/// One row as the admin API shows it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DecisionView {
-    /// Row id (grows with arrival).
-    pub id: i64,
-    /// The service.
-    pub service: String,
-    /// When the service decided.
-    pub time: i64,
-    /// Principal uid.
-    pub principal: String,
-    /// Action uid.
-    pub action: String,
-    /// Resource uid.
-    pub resource: String,
-    /// `allow` or `deny`.
-    pub decision: String,
-    /// Why a deny.
-    pub reason: Option<String>,
-    /// Determining policy ids.
-    pub policies: Vec<String>,
-    /// Evaluation errors.
-    pub errors: Vec<String>,
-    /// Policy version that decided.
-    pub policy_version: Option<i64>,
-    /// The client that shipped it.
-    pub reporter: String,
-    /// When the authority stored it.
-    pub received_at: i64,
-}
-
 /// A bare principal id (`alice`) means the gate's `Principal::"alice"`,
 /// written as Cedar writes uids (what the services record).
 pub fn principal_uid(p: &str) -> String {
@@ -253,27 +222,9 @@ async fn query(
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
-    let views: Vec<DecisionView> = rows
-        .into_iter()
-        .map(|r| DecisionView {
-            id: r.id,
-            service: r.service,
-            time: r.time,
-            principal: r.principal,
-            action: r.action,
-            resource: r.resource,
-            decision: r.decision,
-            reason: r.reason,
-            policies: r.policies,
-            errors: r.errors,
-            policy_version: r.policy_version,
-            reporter: r.reporter,
-            received_at: r.received_at,
-        })
-        .collect();
     Ok(Json(serde_json::json!({
         "service": service,
-        "decisions": views,
+        "decisions": rows,
         "next_before_id": next,
     })))
 }
