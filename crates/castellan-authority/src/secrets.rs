@@ -37,11 +37,17 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
 }
 
 /// A random identifier: `prefix` + 16 bytes of base64url.
+///
+/// The random part never starts with `-` (drawn again, 1 time in 64), so an
+/// id on a command line (`castellan client show ID`) is never read as an
+/// option.
 pub fn random_id(prefix: &str) -> Result<String, SecretError> {
-    Ok(format!(
-        "{prefix}{}",
-        castellan_jose::b64::encode(&random_bytes::<16>()?)
-    ))
+    loop {
+        let id = castellan_jose::b64::encode(&random_bytes::<16>()?);
+        if !id.starts_with('-') {
+            return Ok(format!("{prefix}{id}"));
+        }
+    }
 }
 
 /// A new client secret: 256 random bits, base64url.
@@ -183,6 +189,17 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_never_start_with_a_dash() {
+        // 1 in 64 raw draws starts with `-`: 4,096 ids would show one ~64 times.
+        for _ in 0..4_096 {
+            let id = random_id("").unwrap();
+            assert!(!id.starts_with('-'), "{id}");
+            assert_eq!(id.len(), 22);
+        }
+        assert!(random_id("canary-").unwrap().starts_with("canary-"));
+    }
 
     #[test]
     fn seal_is_bound_to_key_and_context() {
