@@ -231,21 +231,6 @@ impl DecisionLog {
         taken.into_iter().map(Queued::into_entry).collect()
     }
 
-    /// Puts entries that could not be shipped back at the front, as many
-    /// as fit (the oldest are the ones dropped and counted when they do not).
-    pub fn put_back(&self, entries: Vec<DecisionEntry>) {
-        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = self.capacity.saturating_sub(q.len());
-        let skip = entries.len().saturating_sub(room);
-        if skip > 0 {
-            self.dropped.fetch_add(skip as u64, Ordering::Relaxed);
-            metrics::counter!("castellan_decisions_dropped_total", "reason" => "full").increment(skip as u64);
-        }
-        for e in entries.into_iter().skip(skip).rev() {
-            q.push_front(Queued::Entry(e));
-        }
-    }
-
     /// Entries waiting.
     #[must_use]
     pub fn pending(&self) -> usize {
@@ -333,12 +318,13 @@ mod tests {
         assert_eq!((log.pending(), log.recorded(), log.dropped()), (3, 3, 2));
         let batch = log.take(2);
         assert_eq!(batch.len(), 2);
+        // Taking makes room again; the oldest entries went first.
         log.record(&request("/new"), &deny());
-        // Two back, room for one: the oldest of the batch is dropped.
-        log.put_back(batch);
+        log.record(&request("/newer"), &deny());
+        log.record(&request("/full"), &deny());
         assert_eq!((log.pending(), log.dropped()), (3, 3));
         let order: Vec<String> = log.take(10).into_iter().map(|e| e.resource).collect();
-        assert_eq!(order, ["Route::\"/1\"", "Route::\"/2\"", "Route::\"/new\""]);
+        assert_eq!(order, ["Route::\"/2\"", "Route::\"/new\"", "Route::\"/newer\""]);
     }
 
     #[test]
