@@ -87,6 +87,10 @@ pub struct Heartbeat {
     /// `library` or `gate`.
     #[serde(default)]
     pub kind: Option<String>,
+    /// How the calls it accepted arrived: `mtls` (all with a client
+    /// certificate), `plain`, `mixed`; absent before the first.
+    #[serde(default)]
+    pub transport: Option<String>,
 }
 
 impl Heartbeat {
@@ -110,6 +114,11 @@ impl Heartbeat {
                 return Err("kind must be 1 to 32 characters".into());
             }
         }
+        if let Some(t) = &self.transport {
+            if !["mtls", "plain", "mixed"].contains(&t.as_str()) {
+                return Err("transport must be `mtls`, `plain` or `mixed`".into());
+            }
+        }
         Ok(())
     }
 }
@@ -127,12 +136,15 @@ pub struct VerifierView {
     pub kids: Vec<String>,
     /// Last sequence number applied.
     pub last_seq: i64,
-    /// Events it has not applied yet.
+    /// Events it had not applied when it last reported (the authority's
+    /// newest sequence number then, minus `last_seq`).
     pub stream_lag: i64,
     /// Last heartbeat.
     pub last_seen: UnixTime,
     /// Heard from within the liveness window.
     pub live: bool,
+    /// How the calls it accepted arrived: `mtls`, `plain`, `mixed`.
+    pub transport: Option<String>,
 }
 
 /// Most verifiers remembered at once; the longest-silent is forgotten first.
@@ -144,28 +156,44 @@ pub const LIVENESS_SECONDS: i64 = 30;
 /// Every verifier heard from recently.
 #[derive(Debug, Default)]
 pub struct VerifierRegistry {
-    inner: Mutex<HashMap<String, (Heartbeat, UnixTime)>>,
+    inner: Mutex<HashMap<String, Reported>>,
+}
+
+/// A heartbeat, when it came, and the newest sequence number then.
+#[derive(Debug)]
+struct Reported {
+    hb: Heartbeat,
+    seen: UnixTime,
+    latest_seq: i64,
 }
 
 impl VerifierRegistry {
-    /// Records a heartbeat.
-    pub fn record(&self, hb: Heartbeat, now: UnixTime) {
+    /// Records a heartbeat that arrived at `now`, when the newest sequence
+    /// number was `latest_seq`.
+    pub fn record(&self, hb: Heartbeat, now: UnixTime, latest_seq: i64) {
         let Ok(mut map) = self.inner.lock() else { return };
-        map.retain(|_, (_, seen)| now.saturating_sub(*seen) <= LIVENESS_SECONDS * 10);
+        map.retain(|_, r| now.saturating_sub(r.seen) <= LIVENESS_SECONDS * 10);
         if map.len() >= MAX_VERIFIERS && !map.contains_key(&hb.verifier_id) {
-            if let Some(oldest) = map.iter().min_by_key(|(_, (_, seen))| *seen).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = map.iter().min_by_key(|(_, r)| r.seen).map(|(k, _)| k.clone()) {
                 map.remove(&oldest);
             }
         }
-        map.insert(hb.verifier_id.clone(), (hb, now));
+        map.insert(
+            hb.verifier_id.clone(),
+            Reported {
+                hb,
+                seen: now,
+                latest_seq,
+            },
+        );
     }
 
     /// Every remembered verifier.
-    pub fn list(&self, now: UnixTime, latest_seq: i64) -> Vec<VerifierView> {
+    pub fn list(&self, now: UnixTime) -> Vec<VerifierView> {
         let Ok(map) = self.inner.lock() else { return Vec::new() };
         let mut out: Vec<VerifierView> = map
             .values()
-            .map(|(hb, seen)| VerifierView {
+            .map(|Reported { hb, seen, latest_seq }| VerifierView {
                 verifier_id: hb.verifier_id.clone(),
                 audience: hb.audience.clone(),
                 kind: hb.kind.clone(),
@@ -174,6 +202,7 @@ impl VerifierRegistry {
                 stream_lag: latest_seq.saturating_sub(hb.last_seq).max(0),
                 last_seen: *seen,
                 live: now.saturating_sub(*seen) <= LIVENESS_SECONDS,
+                transport: hb.transport.clone(),
             })
             .collect();
         out.sort_by(|a, b| a.audience.cmp(&b.audience).then(a.verifier_id.cmp(&b.verifier_id)));
@@ -182,7 +211,7 @@ impl VerifierRegistry {
 
     /// Live verifiers that do not hold `kid`.
     pub fn laggards(&self, kid: &str, now: UnixTime) -> Vec<String> {
-        self.list(now, 0)
+        self.list(now)
             .into_iter()
             .filter(|v| v.live && !v.kids.iter().any(|k| k == kid))
             .map(|v| v.verifier_id)

@@ -13,6 +13,7 @@ pub mod http;
 pub mod keys;
 pub mod mtls;
 pub mod passwords;
+pub mod report;
 pub mod secrets;
 pub mod server;
 pub mod throttle;

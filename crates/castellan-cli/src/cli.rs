@@ -64,6 +64,10 @@ pub enum Command {
     Decisions(crate::decisions::DecisionsArgs),
     /// Fire forged and canary tokens at services and report which checks each gets wrong.
     Probe(crate::probe::ProbeArgs),
+    /// The platform report: the stage of auth debt the platform is at, from what the
+    /// authority knows (services, verifiers and their lag, keys, token lifetimes, policies)
+    /// and the last recorded probe runs, each finding with its evidence.
+    Report(crate::report::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,5 +338,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(cmd) => crate::policy::run(cmd).await,
         Command::Decisions(args) => crate::decisions::run(args).await,
         Command::Probe(args) => crate::probe::run(args).await,
+        Command::Report(args) => crate::report::run(args).await,
     }
 }

@@ -15,6 +15,7 @@ mod decisions;
 mod gate;
 mod policy;
 mod probe;
+mod report;
 mod serve;
 mod users;
 mod workload;

@@ -7,6 +7,7 @@ use crate::cli::Conn;
 use anyhow::{anyhow, bail, Context};
 use castellan_probe::{fire, CheckId, Forger, Pace, Shot, Target, TargetReport};
 use clap::Args;
+use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,12 @@ pub struct ProbeArgs {
     /// Also trust this PEM CA certificate when the authority is `https://`.
     #[arg(long, env = "CASTELLAN_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Targets probed at once (each still gets one request at a time, 20 ms apart).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub concurrency: u16,
+    /// Do not record the run at the authority (`castellan report` reads recorded runs).
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -64,19 +71,32 @@ async fn canary(admin: &Admin, audience: &str, check: CheckId) -> Result<String,
     }
 }
 
-/// The signing key of `token` from the authority's JWKS.
-async fn signing_jwk(admin: &Admin, token: &str) -> anyhow::Result<castellan_jose::PublicJwk> {
-    let kid = castellan_jose::decode_unverified_header(token)
-        .ok()
-        .and_then(|h| h.get("kid").and_then(Value::as_str).map(str::to_owned))
-        .ok_or_else(|| anyhow!("the genuine canary has no kid"))?;
+async fn fetch_jwks(admin: &Admin) -> anyhow::Result<castellan_jose::Jwks> {
     let uri = admin
         .meta
         .get("jwks_uri")
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("discovery document lacks `jwks_uri`"))?;
-    let jwks: castellan_jose::Jwks = admin.http().get(uri).send().await?.json().await?;
-    jwks.keys
+    Ok(admin.http().get(uri).send().await?.json().await?)
+}
+
+/// The signing key of `token` from the authority's JWKS, fetched once per
+/// run, and again only if the key is not in it (a rotation mid-run).
+async fn signing_jwk(
+    admin: &Admin,
+    jwks: &castellan_jose::Jwks,
+    token: &str,
+) -> anyhow::Result<castellan_jose::PublicJwk> {
+    let kid = castellan_jose::decode_unverified_header(token)
+        .ok()
+        .and_then(|h| h.get("kid").and_then(Value::as_str).map(str::to_owned))
+        .ok_or_else(|| anyhow!("the genuine canary has no kid"))?;
+    if let Some(k) = jwks.keys.iter().find(|k| k.kid == kid) {
+        return Ok(k.clone());
+    }
+    fetch_jwks(admin)
+        .await?
+        .keys
         .into_iter()
         .find(|k| k.kid == kid)
         .ok_or_else(|| anyhow!("key `{kid}` is not in the authority's JWKS"))
@@ -85,21 +105,25 @@ async fn signing_jwk(admin: &Admin, token: &str) -> anyhow::Result<castellan_jos
 /// Everything to send to one target.
 async fn battery(
     admin: &Admin,
+    jwks: &castellan_jose::Jwks,
     target: &Target,
     jku_url: &str,
-    jku_keys: &mut Vec<Value>,
+    jku_keys: &std::sync::Mutex<Vec<Value>>,
 ) -> anyhow::Result<Vec<Shot>> {
     let genuine = canary(admin, &target.audience, CheckId::Genuine)
         .await
         .map_err(|e| anyhow!("target `{}`: {e}", target.name))?;
-    let forger = Forger::new(&genuine, &signing_jwk(admin, &genuine).await?)?;
-    jku_keys.extend(
-        forger
-            .attacker_jwks()
-            .keys
-            .iter()
-            .filter_map(|k| serde_json::to_value(k).ok()),
-    );
+    let forger = Forger::new(&genuine, &signing_jwk(admin, jwks, &genuine).await?)?;
+    // Published on the probe's own loopback JWKS before any token naming it is sent.
+    if let Ok(mut keys) = jku_keys.lock() {
+        keys.extend(
+            forger
+                .attacker_jwks()
+                .keys
+                .iter()
+                .filter_map(|k| serde_json::to_value(k).ok()),
+        );
+    }
     let mut shots = Vec::new();
     for check in CheckId::ALL {
         let tokens = match check {
@@ -214,32 +238,51 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         let _ = axum::serve(listener, app).await;
     });
 
-    let mut reports = Vec::with_capacity(total);
-    for (i, target) in targets.iter().enumerate() {
-        eprintln!("[{}/{total}] probing `{}` at {}", i + 1, target.name, target.url);
-        let mut keys = Vec::new();
-        let mut shots = battery(&admin, target, &jku_url, &mut keys).await?;
-        if let Ok(mut k) = jku_jwks.lock() {
-            k.extend(keys);
-        }
-        let mut report = fire(&http, target, &shots, pace).await;
-        // Revoked session last: minted and revoked, then fired once the
-        // revocation had time to reach every verifier.
-        let revoked = canary(&admin, &target.audience, CheckId::RevokedSession).await;
-        if revoked.is_ok() {
-            tokio::time::sleep(PROPAGATION).await;
-        }
-        shots = vec![Shot {
-            check: CheckId::RevokedSession,
-            tokens: revoked.map(|t| vec![Some(t)]),
-        }];
-        let last = fire(&http, target, &shots, pace).await;
-        report.checks.extend(last.checks);
-        reports.push(report);
-    }
+    // Targets `--concurrency` at a time; each target's tokens (canaries live
+    // 60 s) are made just before it is probed.
+    let jwks = fetch_jwks(&admin).await?;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let (admin, http, done, jwks, jku_url, jku_jwks) = (&admin, &http, &done, &jwks, &jku_url, &jku_jwks);
+    let results: Vec<anyhow::Result<TargetReport>> = stream::iter(targets.iter())
+        .map(|target| async move {
+            eprintln!("probing `{}` at {}", target.name, target.url);
+            let shots = battery(admin, jwks, target, jku_url, jku_jwks).await?;
+            let mut report = fire(http, target, &shots, pace).await;
+            // Revoked session last: minted and revoked, then fired once the
+            // revocation had time to reach every verifier.
+            let revoked = canary(admin, &target.audience, CheckId::RevokedSession).await;
+            if revoked.is_ok() {
+                tokio::time::sleep(PROPAGATION).await;
+            }
+            let last = Shot {
+                check: CheckId::RevokedSession,
+                tokens: revoked.map(|t| vec![Some(t)]),
+            };
+            report.checks.extend(fire(http, target, &[last], pace).await.checks);
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let verdict = if report.passed() { "passed" } else { "FAILED" };
+            eprintln!("[{n}/{total}] `{}` at {}: {verdict}", target.name, target.url);
+            anyhow::Ok(report)
+        })
+        .buffered(usize::from(args.concurrency))
+        .collect()
+        .await;
     jku_server.abort();
+    let reports = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
 
     let report = json!({ "targets": reports, "summary": summary(&reports) });
+    if !args.no_record {
+        match admin
+            .call(reqwest::Method::POST, "/probe-runs", Some(report.clone()))
+            .await
+        {
+            Ok(v) => eprintln!(
+                "recorded as run {} at the authority (`castellan report` reads it)",
+                v.get("id").and_then(Value::as_i64).unwrap_or_default()
+            ),
+            Err(e) => eprintln!("WARNING: the run was not recorded at the authority: {e:#}"),
+        }
+    }
     if let Some(path) = &args.html_file {
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)

@@ -293,4 +293,135 @@ async fn the_probe_flags_exactly_each_zoo_services_flaw() {
     );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Fix:") && page.contains("Refresh the JWKS at its max-age"));
+
+    // The run was recorded: the platform report places the platform at
+    // stage 2 (every service checks tokens, not consistently), with each
+    // zoo service's flaw as evidence and the gate nowhere among them.
+    // The gate reports how calls reached it with its next heartbeat (every 10 s).
+    let platform = dir.path().join("platform.html");
+    let start = std::time::Instant::now();
+    let r: Value = loop {
+        let out = auth.cli(&["report", "--json", "--html", &platform.display().to_string()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if r["verifiers"][0]["transport"].is_string() {
+            break r;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "no transport reported: {r:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(r["stage"], 2, "{r:#}");
+    assert_eq!(r["stage_name"], "validated at every service");
+    assert_eq!(r["probe_runs"][0]["targets"], 7);
+    assert_eq!(r["probe_runs"][0]["passed"], 1);
+    let failures: Vec<(String, String)> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "probe-failures")
+        .map(|f| {
+            (
+                f["title"].as_str().unwrap().to_owned(),
+                f["evidence"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(failures.len(), 6, "{failures:#?}");
+    for (target, flaw) in [
+        ("skip-audience", "wrong-audience"),
+        ("skip-expiry", "expired"),
+        ("pinned-keys", "removed-key"),
+        ("accepts-none", "alg-none"),
+        ("hmac-public-key", "hmac-key-confusion"),
+        ("no-revocation", "revoked-session"),
+    ] {
+        assert!(
+            failures
+                .iter()
+                .any(|(title, evidence)| title.contains(&format!("`{target}`"))
+                    && evidence.starts_with(&format!("{flaw}: "))),
+            "{target}: {failures:#?}"
+        );
+    }
+    assert!(!failures.iter().any(|(title, _)| title.contains("`gate`")));
+    let orders = r["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["audience"] == "orders")
+        .unwrap();
+    assert_eq!(orders["live_verifiers"], 1, "the gate reports: {orders}");
+    assert_eq!(orders["transport"], "plain");
+    let out = auth.cli(&["report", "--require-stage", "3"]);
+    assert!(!out.status.success(), "stage 2 is below 3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Stage 2 of 5: validated at every service"), "{text}");
+    assert!(text.contains("[probe-failures] target `accepts-none`"), "{text}");
+
+    let shot = shots.join("platform-report.png");
+    let out = std::process::Command::new("node")
+        .arg(browser.join("platform_report.mjs"))
+        .arg(&platform)
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["title"], "Castellan platform report");
+    assert!(
+        seen["stage"]
+            .as_str()
+            .unwrap()
+            .starts_with("Stage 2 of 5: validated at every service"),
+        "{seen}"
+    );
+    let ladder = seen["ladder"].as_array().unwrap();
+    assert_eq!(ladder.len(), 5);
+    assert_eq!(
+        ladder
+            .iter()
+            .map(|l| l["reached"].as_bool().unwrap())
+            .collect::<Vec<_>>(),
+        [true, true, false, false, false]
+    );
+    assert_ne!(
+        ladder[1]["background"], ladder[2]["background"],
+        "reached stages stand out"
+    );
+    assert!(
+        ladder[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("6 finding(s) stand in the way"),
+        "{seen}"
+    );
+    let shown: Vec<&str> = seen["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        shown.iter().filter(|id| **id == "probe-failures").count(),
+        6,
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains(&"service-without-mtls") && shown.contains(&"service-without-policy"),
+        "{shown:?}"
+    );
+    let service = &seen["services"][0];
+    assert_eq!(service[0], "orders");
+    assert!(
+        service[5].as_str().unwrap().contains("accepts-none: alg-none"),
+        "{service}"
+    );
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 1000,
+        "screenshot at {}",
+        shot.display()
+    );
 }

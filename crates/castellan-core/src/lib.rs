@@ -1,10 +1,13 @@
 //! Shared domain types of Castellan: durations as written in configs and on the
-//! command line, the injected clock, and the claims of an access token.
+//! command line, the injected clock, the claims of an access token, the
+//! probe run's report and the platform report.
 #![forbid(unsafe_code)]
 
 pub mod claims;
 pub mod clock;
 pub mod duration;
+pub mod platform;
+pub mod probe_run;
 
 pub use claims::{AccessTokenClaims, Actor, Confirmation};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};

@@ -138,6 +138,8 @@ mod tests {
                 "revoked-session"
             ]
         );
+        // The authority checks recorded runs against the same list.
+        assert_eq!(ids, castellan_core::probe_run::PROBE_CHECK_IDS);
         for c in CheckId::ALL {
             assert_eq!(CheckId::parse(c.as_str()), Some(c));
         }

@@ -5,7 +5,7 @@
 use crate::check::CheckId;
 use crate::run::TargetReport;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

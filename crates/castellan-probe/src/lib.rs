@@ -14,10 +14,12 @@ mod check;
 mod der;
 mod forge;
 mod html;
+mod platform_html;
 mod run;
 
 pub use check::CheckId;
 pub use der::{spki_der, spki_pem};
 pub use forge::{ForgeError, Forger};
 pub use html::html_report;
+pub use platform_html::platform_html;
 pub use run::{fire, CheckResult, Pace, ProbeConfig, Shot, Target, TargetReport, TargetSpec};

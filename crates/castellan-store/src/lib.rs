@@ -13,8 +13,8 @@ mod sqlite;
 
 pub use model::{
     AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord, KeyState,
-    PolicyVersionRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, UserRecord,
-    WorkloadRecord,
+    PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord,
+    UserRecord, WorkloadRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -189,4 +189,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn query_decisions(&self, query: &DecisionQuery) -> StoreResult<Vec<DecisionRecord>>;
     /// Drops rows (and batch ids) received before `before`; returns how many rows.
     async fn prune_decisions(&self, before: UnixTime) -> StoreResult<u64>;
+
+    /// Keeps a probe run (its id assigned in order) and drops all but the
+    /// newest `keep` runs, in one transaction.
+    async fn append_probe_run(
+        &self,
+        recorded_by: &str,
+        recorded_at: UnixTime,
+        report: &str,
+        keep: usize,
+    ) -> StoreResult<ProbeRunRecord>;
+    /// The newest `limit` probe runs, newest first.
+    async fn list_probe_runs(&self, limit: usize) -> StoreResult<Vec<ProbeRunRecord>>;
 }

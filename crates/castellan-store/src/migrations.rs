@@ -164,4 +164,12 @@ CREATE TABLE decision_batches (
     PRIMARY KEY (reporter, batch_id)
 );
 "#,
+    r#"
+CREATE TABLE probe_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    recorded_at INTEGER NOT NULL,
+    recorded_by TEXT NOT NULL,
+    report      TEXT NOT NULL
+);
+"#,
 ];

@@ -463,3 +463,18 @@ impl fmt::Debug for JoinTokenRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// One drift-probe run as `castellan probe` reported it (the JSON report,
+/// kept as sent once the authority has checked its shape). The newest runs
+/// are kept; older ones are dropped as new ones arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRunRecord {
+    /// Assigned in order.
+    pub id: i64,
+    /// When the authority received it.
+    pub recorded_at: UnixTime,
+    /// The admin client that sent it.
+    pub recorded_by: String,
+    /// The JSON report.
+    pub report: String,
+}

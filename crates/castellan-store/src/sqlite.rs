@@ -4,8 +4,8 @@
 use crate::migrations;
 use crate::{
     AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord,
-    PolicyVersionRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, Store,
-    StoreError, StoreResult, UserRecord, WorkloadRecord,
+    PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord,
+    Store, StoreError, StoreResult, UserRecord, WorkloadRecord,
 };
 use castellan_core::UnixTime;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -1081,6 +1081,52 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(n)
+    }
+
+    async fn append_probe_run(
+        &self,
+        recorded_by: &str,
+        recorded_at: UnixTime,
+        report: &str,
+        keep: usize,
+    ) -> StoreResult<ProbeRunRecord> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 =
+            sqlx::query("INSERT INTO probe_runs (recorded_at, recorded_by, report) VALUES (?, ?, ?) RETURNING id")
+                .bind(recorded_at)
+                .bind(recorded_by)
+                .bind(report)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("id")?;
+        sqlx::query("DELETE FROM probe_runs WHERE id NOT IN (SELECT id FROM probe_runs ORDER BY id DESC LIMIT ?)")
+            .bind(i64::try_from(keep.max(1)).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ProbeRunRecord {
+            id,
+            recorded_at,
+            recorded_by: recorded_by.to_owned(),
+            report: report.to_owned(),
+        })
+    }
+
+    async fn list_probe_runs(&self, limit: usize) -> StoreResult<Vec<ProbeRunRecord>> {
+        let rows = sqlx::query("SELECT id, recorded_at, recorded_by, report FROM probe_runs ORDER BY id DESC LIMIT ?")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProbeRunRecord {
+                    id: r.try_get("id")?,
+                    recorded_at: r.try_get("recorded_at")?,
+                    recorded_by: r.try_get("recorded_by")?,
+                    report: r.try_get("report")?,
+                })
+            })
+            .collect()
     }
 }
 

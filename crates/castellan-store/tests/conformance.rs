@@ -982,6 +982,7 @@ async fn conformance(store: Arc<dyn Store>) {
     purge_grants_drops_only_expired(&*store).await;
     policy_versions_count_up_per_service(Arc::clone(&store)).await;
     decisions_append_query_and_prune(&*store).await;
+    probe_runs_keep_the_newest(&*store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1309,4 +1310,25 @@ async fn decisions_append_query_and_prune(store: &dyn Store) {
     let left = store.query_decisions(&q(&|_| {})).await.unwrap();
     assert_eq!(left.iter().map(|d| d.time).collect::<Vec<_>>(), vec![104, 103]);
     assert_eq!(store.prune_decisions(1_500).await.unwrap(), 0);
+}
+
+async fn probe_runs_keep_the_newest(store: &dyn Store) {
+    assert!(store.list_probe_runs(10).await.unwrap().is_empty());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let run = store
+            .append_probe_run("admin", 1_000 + i, &format!("{{\"run\":{i}}}"), 3)
+            .await
+            .unwrap();
+        ids.push(run.id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+    let kept = store.list_probe_runs(10).await.unwrap();
+    assert_eq!(kept.len(), 3, "only the newest three are kept");
+    assert_eq!(kept[0].id, ids[4]);
+    assert_eq!(kept[0].report, "{\"run\":4}");
+    assert_eq!(kept[0].recorded_by, "admin");
+    assert_eq!(kept[0].recorded_at, 1_004);
+    assert_eq!(kept[2].id, ids[2]);
+    assert_eq!(store.list_probe_runs(1).await.unwrap().len(), 1);
 }

@@ -236,6 +236,7 @@ impl VerifierBuilder {
             policy_bundle_uri: d.castellan_policy_bundle_endpoint,
             decision_log_uri: d.castellan_decision_log_endpoint,
             policy_notices: tokio::sync::broadcast::channel(64).0,
+            transport: Transport::default(),
         });
         let tasks = vec![
             tokio::spawn(inner.clone().run_stream()),
@@ -310,6 +311,43 @@ struct Inner {
     decision_log_uri: Option<String>,
     /// `policy` events from the stream.
     policy_notices: tokio::sync::broadcast::Sender<PolicyNotice>,
+    /// How accepted calls arrived, reported in heartbeats.
+    transport: Transport,
+}
+
+/// Whether accepted calls came with a client certificate (mTLS), without,
+/// or both, since the verifier started. Each flag is read before it is
+/// written, so the hot path only ever reads a shared cache line.
+#[derive(Debug, Default)]
+struct Transport {
+    with_certificate: AtomicBool,
+    without_certificate: AtomicBool,
+}
+
+impl Transport {
+    fn saw(&self, certificate: bool) {
+        let flag = if certificate {
+            &self.with_certificate
+        } else {
+            &self.without_certificate
+        };
+        if !flag.load(Ordering::Relaxed) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// `mtls`, `plain`, `mixed`, or `None` before the first accepted call.
+    fn label(&self) -> Option<&'static str> {
+        match (
+            self.with_certificate.load(Ordering::Relaxed),
+            self.without_certificate.load(Ordering::Relaxed),
+        ) {
+            (true, false) => Some("mtls"),
+            (false, true) => Some("plain"),
+            (true, true) => Some("mixed"),
+            (false, false) => None,
+        }
+    }
 }
 
 /// A service's policies changed on the authority (a `policy` event on the
@@ -372,7 +410,10 @@ impl Verifier {
         }
         .and_then(|t| binding::check(t.cnf_x5t_s256.as_deref(), presented).map(|()| t));
         match &result {
-            Ok(_) => metrics::counter!("castellan_verify_total", "result" => "ok").increment(1),
+            Ok(_) => {
+                self.inner.transport.saw(presented.is_some());
+                metrics::counter!("castellan_verify_total", "result" => "ok").increment(1);
+            }
             Err(r) => metrics::counter!("castellan_verify_total", "result" => r.label()).increment(1),
         }
         result
@@ -718,6 +759,7 @@ impl Inner {
             "kids": kids,
             "last_seq": last_seq,
             "kind": self.kind,
+            "transport": self.transport.label(),
         });
         let sent = self
             .http

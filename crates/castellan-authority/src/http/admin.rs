@@ -36,6 +36,7 @@ pub fn router() -> Router<Arc<Authority>> {
         .merge(super::policies::admin_router())
         .merge(super::decisions::admin_router())
         .merge(super::canaries::admin_router())
+        .merge(super::report::admin_router())
 }
 
 pub(super) async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {
@@ -579,7 +580,7 @@ async fn list_verifiers(State(auth): State<Arc<Authority>>, headers: HeaderMap) 
         .latest_revocation_seq()
         .await
         .map_err(|e| ApiError::server_error(&e))?;
-    let verifiers = auth.verifiers().list(auth.now(), latest);
+    let verifiers = auth.verifiers().list(auth.now());
     Ok(Json(serde_json::json!({ "verifiers": verifiers, "latest_seq": latest })).into_response())
 }
 

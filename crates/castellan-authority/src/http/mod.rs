@@ -16,6 +16,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod pages;
 pub mod policies;
+pub mod report;
 pub mod stream;
 pub mod workload;
 

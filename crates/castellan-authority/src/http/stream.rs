@@ -205,6 +205,11 @@ pub async fn heartbeat(State(auth): State<Arc<Authority>>, req: Request) -> Resu
     require_json(&parts.headers)?;
     let hb: Heartbeat = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid_request(format!("body: {e}")))?;
     hb.check().map_err(ApiError::invalid_request)?;
-    auth.verifiers().record(hb, auth.now());
+    let latest = auth
+        .store()
+        .latest_revocation_seq()
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
+    auth.verifiers().record(hb, auth.now(), latest);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

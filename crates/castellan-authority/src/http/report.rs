@@ -1,0 +1,202 @@
+//! Probe runs kept at the authority (`POST/GET /admin/v1/probe-runs`) and
+//! the platform report drawn from them and from what the authority knows
+//! (`GET /admin/v1/report`). Admin only.
+
+use super::admin::{json_body_up_to, require_admin};
+use super::error::ApiError;
+use crate::report::{assess, Facts, RecordedRun};
+use crate::Authority;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use castellan_core::platform::{KeyFacts, TokenFacts};
+use castellan_core::probe_run::ProbeRun;
+use castellan_store::{KeyState, ProbeRunRecord};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Largest probe report accepted (1,000 targets of 15 checks fit).
+pub const MAX_RUN_BYTES: usize = 4 * 1024 * 1024;
+/// Probe runs kept; older ones are dropped as new ones arrive.
+pub const KEEP_RUNS: usize = 100;
+/// Runs the platform report reads.
+const REPORT_RUNS: usize = 20;
+
+/// Admin routes, nested under `/admin/v1`.
+pub fn admin_router() -> Router<Arc<Authority>> {
+    Router::new()
+        .route("/probe-runs", get(list_runs).post(record_run))
+        .route("/report", get(report))
+}
+
+fn parse_run(r: &ProbeRunRecord) -> Result<RecordedRun, ApiError> {
+    let run: ProbeRun = serde_json::from_str(&r.report).map_err(|e| ApiError::server_error(&e))?;
+    Ok(RecordedRun {
+        id: r.id,
+        recorded_at: r.recorded_at,
+        recorded_by: r.recorded_by.clone(),
+        run,
+    })
+}
+
+async fn record_run(State(auth): State<Arc<Authority>>, req: Request) -> Result<Response, ApiError> {
+    let caller = require_admin(&auth, req.headers()).await?;
+    let run: ProbeRun = json_body_up_to(req, false, MAX_RUN_BYTES)
+        .await?
+        .ok_or_else(|| ApiError::invalid_request("body required"))?;
+    run.check().map_err(ApiError::invalid_request)?;
+    // Stored as re-serialised from the checked value: nothing unchecked is kept.
+    let text = serde_json::to_string(&run).map_err(|e| ApiError::server_error(&e))?;
+    let now = auth.now();
+    let stored = auth
+        .store()
+        .append_probe_run(&caller.client_id, now, &text, KEEP_RUNS)
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
+    let failed = run.targets.iter().filter(|t| !t.passed()).count();
+    tracing::info!(
+        target: "castellan::audit",
+        actor = %caller.client_id,
+        action = "probe_run.record",
+        run = stored.id,
+        targets = run.targets.len(),
+        failed,
+        "probe run recorded"
+    );
+    metrics::counter!("castellan_probe_runs_recorded_total").increment(1);
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": stored.id, "recorded_at": now })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    limit: Option<usize>,
+}
+
+async fn list_runs(
+    State(auth): State<Arc<Authority>>,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    require_admin(&auth, &headers).await?;
+    let Query(p) = params.map_err(|e| ApiError::invalid_request(e.body_text()))?;
+    let limit = p.limit.unwrap_or(10);
+    if !(1..=KEEP_RUNS).contains(&limit) {
+        return Err(ApiError::invalid_request(format!("limit must be 1 to {KEEP_RUNS}")));
+    }
+    let rows = auth
+        .store()
+        .list_probe_runs(limit)
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
+    let mut runs = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let parsed = parse_run(r)?;
+        runs.push(serde_json::json!({
+            "id": parsed.id,
+            "recorded_at": parsed.recorded_at,
+            "recorded_by": parsed.recorded_by,
+            "report": parsed.run,
+        }));
+    }
+    Ok(Json(serde_json::json!({ "runs": runs })).into_response())
+}
+
+async fn report(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_admin(&auth, &headers).await?;
+    let now = auth.now();
+    let store = auth.store();
+    let config = auth.config();
+    let set = auth.keys().current();
+    let schedule = auth.keys().schedule();
+    let of = |state: KeyState| -> Vec<String> {
+        set.infos
+            .iter()
+            .filter(|k| k.state == state)
+            .map(|k| k.kid.clone())
+            .collect()
+    };
+    let active = set.infos.iter().find(|k| k.state == KeyState::Active);
+    let active_since = active.and_then(|k| k.activated_at);
+    let mut published = of(KeyState::Active);
+    published.extend(of(KeyState::Next));
+    published.extend(of(KeyState::Retired));
+    published.sort();
+    let keys = KeyFacts {
+        algorithm: active.map(|k| k.alg.clone()).unwrap_or_default(),
+        active_kid: active.map(|k| k.kid.clone()),
+        active_since,
+        rotation_age_seconds: active_since.map(|t| now.saturating_sub(t)),
+        rotation_interval_seconds: schedule.rotation_interval,
+        next_kid: of(KeyState::Next).into_iter().next(),
+        published,
+        withdrawn: of(KeyState::Withdrawn),
+    };
+
+    let clients = store.list_clients().await.map_err(|e| ApiError::server_error(&e))?;
+    let t = &config.tokens;
+    let default_ttl = t.access_token_ttl.secs();
+    let max_ttl = t.max_access_token_ttl.secs();
+    let mut longest = (default_ttl.clamp(1, max_ttl), None);
+    let mut client_audiences = Vec::new();
+    for c in &clients {
+        // The lifetime a client really gets, as the token endpoint computes it.
+        let ttl = c.access_token_ttl.unwrap_or(default_ttl).clamp(1, max_ttl);
+        if ttl > longest.0 && c.access_token_ttl.is_some() {
+            longest = (ttl, Some(c.client_id.clone()));
+        }
+        for aud in c
+            .audiences
+            .iter()
+            .chain(c.exchange_audiences.iter())
+            .chain(c.serves.iter())
+        {
+            client_audiences.push((aud.clone(), c.client_id.clone()));
+        }
+    }
+    let tokens = TokenFacts {
+        access_token_ttl_seconds: default_ttl,
+        max_access_token_ttl_seconds: max_ttl,
+        longest_seconds: longest.0,
+        longest_client: longest.1,
+        session_idle_seconds: config.sessions.idle_timeout.secs(),
+        session_absolute_seconds: config.sessions.absolute_lifetime.secs(),
+    };
+
+    let mut runs = Vec::new();
+    for r in &store
+        .list_probe_runs(REPORT_RUNS)
+        .await
+        .map_err(|e| ApiError::server_error(&e))?
+    {
+        runs.push(parse_run(r)?);
+    }
+    let policy_services = store
+        .list_policy_services()
+        .await
+        .map_err(|e| ApiError::server_error(&e))?;
+    let k = &config.keys;
+    let facts = Facts {
+        now,
+        issuer: auth.issuer().to_owned(),
+        keys,
+        rotation_grace: schedule
+            .jwks_max_age
+            .saturating_mul(2)
+            .saturating_add(k.ack_timeout.secs())
+            .saturating_add(k.check_interval.secs().saturating_mul(2)),
+        tokens,
+        verifiers: auth.verifiers().list(now),
+        client_audiences,
+        policy_services,
+        runs,
+    };
+    Ok(Json(assess(facts)).into_response())
+}
