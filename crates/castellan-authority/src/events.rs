@@ -136,8 +136,10 @@ pub struct VerifierView {
     pub kids: Vec<String>,
     /// Last sequence number applied.
     pub last_seq: i64,
-    /// Events it had not applied when it last reported (the authority's
-    /// newest sequence number then, minus `last_seq`).
+    /// Events it had not applied when it last reported, counting only those
+    /// older than its previous heartbeat (the authority's newest sequence
+    /// number at that heartbeat, minus `last_seq`): an event appended just
+    /// before a heartbeat is in flight, not lag.
     pub stream_lag: i64,
     /// Last heartbeat.
     pub last_seen: UnixTime,
@@ -159,11 +161,14 @@ pub struct VerifierRegistry {
     inner: Mutex<HashMap<String, Reported>>,
 }
 
-/// A heartbeat, when it came, and the newest sequence number then.
+/// A heartbeat, when it came, and the newest sequence number at the
+/// verifier's previous heartbeat: events older than one heartbeat interval
+/// it has not applied are lag; newer ones may simply be in flight.
 #[derive(Debug)]
 struct Reported {
     hb: Heartbeat,
     seen: UnixTime,
+    latest_at_previous: i64,
     latest_seq: i64,
 }
 
@@ -178,11 +183,16 @@ impl VerifierRegistry {
                 map.remove(&oldest);
             }
         }
+        // The first heartbeat has no earlier reference: no lag is known yet.
+        let latest_at_previous = map
+            .get(&hb.verifier_id)
+            .map_or(hb.last_seq, |previous| previous.latest_seq);
         map.insert(
             hb.verifier_id.clone(),
             Reported {
                 hb,
                 seen: now,
+                latest_at_previous,
                 latest_seq,
             },
         );
@@ -193,17 +203,24 @@ impl VerifierRegistry {
         let Ok(map) = self.inner.lock() else { return Vec::new() };
         let mut out: Vec<VerifierView> = map
             .values()
-            .map(|Reported { hb, seen, latest_seq }| VerifierView {
-                verifier_id: hb.verifier_id.clone(),
-                audience: hb.audience.clone(),
-                kind: hb.kind.clone(),
-                kids: hb.kids.clone(),
-                last_seq: hb.last_seq,
-                stream_lag: latest_seq.saturating_sub(hb.last_seq).max(0),
-                last_seen: *seen,
-                live: now.saturating_sub(*seen) <= LIVENESS_SECONDS,
-                transport: hb.transport.clone(),
-            })
+            .map(
+                |Reported {
+                     hb,
+                     seen,
+                     latest_at_previous,
+                     ..
+                 }| VerifierView {
+                    verifier_id: hb.verifier_id.clone(),
+                    audience: hb.audience.clone(),
+                    kind: hb.kind.clone(),
+                    kids: hb.kids.clone(),
+                    last_seq: hb.last_seq,
+                    stream_lag: latest_at_previous.saturating_sub(hb.last_seq).max(0),
+                    last_seen: *seen,
+                    live: now.saturating_sub(*seen) <= LIVENESS_SECONDS,
+                    transport: hb.transport.clone(),
+                },
+            )
             .collect();
         out.sort_by(|a, b| a.audience.cmp(&b.audience).then(a.verifier_id.cmp(&b.verifier_id)));
         out

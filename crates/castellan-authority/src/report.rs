@@ -62,6 +62,8 @@ pub struct Facts {
     pub policy_services: Vec<(String, i64)>,
     /// Recorded probe runs, newest first.
     pub runs: Vec<RecordedRun>,
+    /// Ids of stored runs this version could not read.
+    pub unreadable_runs: Vec<i64>,
 }
 
 fn secs(s: i64) -> String {
@@ -152,6 +154,22 @@ pub fn assess(facts: Facts) -> PlatformReport {
         })
         .collect();
 
+    // An audience only a heartbeat names (heartbeats are unauthenticated, and
+    // no client can get a token for it) is a notice, not a service.
+    let (known, heard_only): (BTreeMap<_, _>, BTreeMap<_, _>) = known
+        .into_iter()
+        .partition(|(_, from)| from.iter().any(|f| *f != "verifier"));
+    for aud in heard_only.keys() {
+        f.notice(
+            "audience-only-heard",
+            VALIDATED,
+            format!("a verifier reports for `{aud}`, which nothing else names"),
+            vec![format!(
+                "no client may get tokens for `{aud}`, no policy and no probe target names it; verifier heartbeats are not authenticated"
+            )],
+            "if it is a real service, register the clients that call it (`castellan client create --audience`); otherwise find the process reporting it",
+        );
+    }
     let mut services = Vec::new();
     for (aud, from) in &known {
         let live: Vec<&VerifierFacts> = verifiers.iter().filter(|v| v.live && &v.audience == aud).collect();
@@ -257,13 +275,32 @@ pub fn assess(facts: Facts) -> PlatformReport {
         }
     }
     for (run, t) in latest.values() {
+        let line = |c: &castellan_core::probe_run::ProbedCheck| {
+            format!("{}: {} (run {}, {})", c.id, c.detail, run.id, ago(now, run.recorded_at))
+        };
+        // A network error is its own result: neither an acceptance nor a refusal.
+        let unreachable: Vec<String> = t
+            .checks
+            .iter()
+            .filter(|c| !c.ok && c.status.is_none() && !c.skipped)
+            .map(line)
+            .collect();
+        if !unreachable.is_empty() {
+            f.blocker(
+                "probe-unreachable",
+                CONSISTENT,
+                format!("target `{}` could not be reached for some checks", t.name),
+                unreachable,
+                "check the target's URL and that the probe can reach it, then probe again",
+            );
+        }
         let evidence: Vec<String> = t
             .checks
             .iter()
-            .filter(|c| !c.ok)
-            .map(|c| format!("{}: {} (run {}, {})", c.id, c.detail, run.id, ago(now, run.recorded_at)))
+            .filter(|c| !c.ok && c.status.is_some())
+            .map(line)
             .collect();
-        if t.check("genuine").is_some_and(|c| !c.ok) {
+        if t.check("genuine").is_some_and(|c| !c.ok && c.status.is_some()) {
             f.blocker(
                 "probe-misconfigured",
                 CONSISTENT,
@@ -406,6 +443,15 @@ pub fn assess(facts: Facts) -> PlatformReport {
         );
     }
 
+    if !facts.unreadable_runs.is_empty() {
+        f.notice(
+            "probe-run-unreadable",
+            CONSISTENT,
+            "some stored probe runs could not be read and were left out".into(),
+            facts.unreadable_runs.iter().map(|id| format!("run {id}")).collect(),
+            "probe again; the authority keeps the newest 100 runs and drops older ones as new ones arrive",
+        );
+    }
     let stage =
         f.0.iter()
             .filter(|x| x.severity == Severity::Blocker)

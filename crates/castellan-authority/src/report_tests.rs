@@ -129,6 +129,7 @@ fn healthy() -> Facts {
         client_audiences: vec![("orders".into(), "shop".into())],
         policy_services: vec![("orders".into(), 3)],
         runs: vec![run(1, NOW - HOUR, vec![passing("orders-api", "orders")])],
+        unreadable_runs: vec![],
     }
 }
 
@@ -774,4 +775,56 @@ fn findings_are_ordered_by_the_stage_they_block_then_notices_and_the_lowest_deci
     );
     assert_eq!(r.findings.iter().map(|f| f.blocks).collect::<Vec<_>>(), [3, 4, 5, 3, 4]);
     assert_stage(&r, 2);
+}
+
+// ---- network errors, unauthenticated audiences, unreadable runs -------------------
+
+/// The probe could not reach the target for this check.
+fn unreachable(mut t: ProbedTarget, id: &str) -> ProbedTarget {
+    let c = check_mut(&mut t, id);
+    c.accepted = false;
+    c.ok = false;
+    c.status = None;
+    c.detail = "network error: connection refused".into();
+    t
+}
+
+#[test]
+fn a_network_error_is_its_own_finding_not_an_acceptance() {
+    let mut facts = healthy();
+    facts.runs[0].run.targets[0] = unreachable(passing("orders-api", "orders"), "expired");
+    let r = assess(facts);
+    assert_eq!(ids(&r), ["probe-unreachable"]);
+    assert_stage(&r, 2);
+    let f = finding(&r, "probe-unreachable");
+    assert!(f.evidence[0].starts_with("expired: network error"), "{f:?}");
+
+    // The genuine token unreachable: not "refused a genuine token".
+    let mut facts = healthy();
+    facts.runs[0].run.targets[0] = unreachable(passing("orders-api", "orders"), "genuine");
+    let r = assess(facts);
+    assert_eq!(ids(&r), ["probe-unreachable"]);
+}
+
+#[test]
+fn an_audience_only_a_heartbeat_names_is_a_notice() {
+    let mut facts = healthy();
+    let mut stranger = verifier("x-1", "made-up");
+    stranger.transport = Some("plain".into());
+    stranger.stream_lag = 0;
+    facts.verifiers.push(stranger);
+    let r = assess(facts);
+    assert_eq!(ids(&r), ["audience-only-heard"]);
+    assert_stage(&r, 5);
+    assert!(r.services.iter().all(|s| s.audience != "made-up"));
+}
+
+#[test]
+fn unreadable_runs_are_a_notice() {
+    let mut facts = healthy();
+    facts.unreadable_runs = vec![7, 9];
+    let r = assess(facts);
+    assert_eq!(ids(&r), ["probe-run-unreadable"]);
+    assert_stage(&r, 5);
+    assert_eq!(finding(&r, "probe-run-unreadable").evidence, ["run 7", "run 9"]);
 }

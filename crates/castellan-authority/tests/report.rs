@@ -190,6 +190,20 @@ async fn probe_runs_are_checked_kept_and_listed() {
         );
     }
     // Oversized: refused before it is parsed.
+    let mut partial = run("a", "a", &[]);
+    partial["targets"][0]["checks"].as_array_mut().unwrap().truncate(1);
+    let (status, v) = ta.admin(Method::POST, "/probe-runs", Some(partial)).await;
+    assert_eq!(
+        status, 400,
+        "a target with checks missing would pass on no evidence: {v}"
+    );
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("lacks check `no-token`"),
+        "{v}"
+    );
     let mut big = run("a", "a", &[]);
     big["summary"] = json!("x".repeat(5 * 1024 * 1024));
     let (status, _) = ta.admin(Method::POST, "/probe-runs", Some(big)).await;

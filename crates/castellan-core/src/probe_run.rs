@@ -122,6 +122,12 @@ impl ProbeRun {
                     ));
                 }
             }
+            // A target with checks missing would pass on no evidence.
+            if let Some(missing) = PROBE_CHECK_IDS.iter().find(|id| !ids.contains(*id)) {
+                return Err(format!(
+                    "targets[{i}] lacks check `{missing}`: every check is reported once"
+                ));
+            }
         }
         Ok(())
     }
@@ -132,10 +138,16 @@ mod tests {
     use super::*;
 
     fn run() -> ProbeRun {
+        let checks: Vec<serde_json::Value> = PROBE_CHECK_IDS
+            .iter()
+            .map(|id| match *id {
+                "genuine" => serde_json::json!({"id": id, "accepted": true, "ok": true, "status": 200, "detail": "accepted (200)"}),
+                "expired" => serde_json::json!({"id": id, "accepted": true, "ok": false, "status": 200, "detail": "ACCEPTED (200)"}),
+                _ => serde_json::json!({"id": id, "accepted": false, "ok": true, "status": 401, "detail": "refused (401)"}),
+            })
+            .collect();
         serde_json::from_value(serde_json::json!({
-            "targets": [{"name": "a", "url": "http://a", "audience": "a",
-                "checks": [{"id": "genuine", "accepted": true, "ok": true, "status": 200, "detail": "accepted (200)"},
-                           {"id": "expired", "accepted": true, "ok": false, "status": 200, "detail": "ACCEPTED (200)"}]}],
+            "targets": [{"name": "a", "url": "http://a", "audience": "a", "checks": checks}],
             "summary": {"targets": 1}
         }))
         .unwrap()
@@ -159,6 +171,12 @@ mod tests {
         let first = bad.targets[0].checks[0].clone();
         bad.targets[0].checks.push(first);
         assert!(bad.check().unwrap_err().contains("`genuine` appears twice"));
+        let mut bad = run();
+        bad.targets[0].checks.retain(|c| c.id != "genuine");
+        assert!(bad.check().unwrap_err().contains("lacks check `genuine`"));
+        let mut bad = run();
+        bad.targets[0].checks.clear();
+        assert!(bad.check().is_err(), "no checks is no evidence");
         let mut bad = run();
         bad.targets[0].name = "a\nb".into();
         assert!(bad.check().is_err());

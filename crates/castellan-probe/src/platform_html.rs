@@ -186,3 +186,84 @@ pub fn platform_html(r: &PlatformReport) -> String {
     h.push_str("</tbody></table>\n</body></html>\n");
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use castellan_core::platform::{
+        Finding, KeyFacts, ProbeRunSummary, ServiceFacts, ServiceProbe, TokenFacts, VerifierFacts,
+    };
+
+    #[test]
+    fn every_value_from_the_platform_is_escaped() {
+        let evil = "<script>alert(1)</script>\"'&";
+        let r = PlatformReport {
+            generated_at: 0,
+            stage: 2,
+            stage_name: evil.into(),
+            findings: vec![Finding {
+                id: evil.into(),
+                severity: Severity::Blocker,
+                blocks: 3,
+                title: evil.into(),
+                evidence: vec![evil.into()],
+                remedy: evil.into(),
+            }],
+            services: vec![ServiceFacts {
+                audience: evil.into(),
+                known_from: vec![evil.into()],
+                live_verifiers: 1,
+                transport: Some(evil.into()),
+                policy_version: None,
+                probes: vec![ServiceProbe {
+                    target: evil.into(),
+                    run_id: 1,
+                    recorded_at: 0,
+                    passed: false,
+                    failed: vec![evil.into()],
+                }],
+            }],
+            keys: KeyFacts {
+                algorithm: evil.into(),
+                active_kid: Some(evil.into()),
+                active_since: Some(0),
+                rotation_age_seconds: Some(1),
+                rotation_interval_seconds: 2,
+                next_kid: Some(evil.into()),
+                published: vec![evil.into()],
+                withdrawn: vec![evil.into()],
+            },
+            tokens: TokenFacts {
+                access_token_ttl_seconds: 1,
+                max_access_token_ttl_seconds: 1,
+                longest_seconds: 1,
+                longest_client: Some(evil.into()),
+                session_idle_seconds: 1,
+                session_absolute_seconds: 1,
+            },
+            verifiers: vec![VerifierFacts {
+                verifier_id: evil.into(),
+                audience: evil.into(),
+                kind: Some(evil.into()),
+                live: true,
+                last_seen: 0,
+                stream_lag: 0,
+                missing_kids: vec![evil.into()],
+                stale_kids: vec![evil.into()],
+                transport: Some(evil.into()),
+            }],
+            probe_runs: vec![ProbeRunSummary {
+                id: 1,
+                recorded_at: 0,
+                recorded_by: evil.into(),
+                targets: 1,
+                passed: 0,
+            }],
+        };
+        let page = platform_html(&r);
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(!page.contains("\"'&"), "quotes and ampersands escaped");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
+        assert!(page.contains("data-stage=\"2\""));
+    }
+}

@@ -753,14 +753,17 @@ impl Inner {
             Err(_) => 0,
         };
         metrics::gauge!("castellan_verifier_stale").set(if self.stale() { 1.0 } else { 0.0 });
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "verifier_id": self.verifier_id,
             "audience": self.audience,
             "kids": kids,
             "last_seq": last_seq,
             "kind": self.kind,
-            "transport": self.transport.label(),
         });
+        // Only once known: an older authority refuses fields it does not know.
+        if let (Some(t), Some(map)) = (self.transport.label(), body.as_object_mut()) {
+            map.insert("transport".to_owned(), serde_json::Value::from(t));
+        }
         let sent = self
             .http
             .post(&self.heartbeat_uri)

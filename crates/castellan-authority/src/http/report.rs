@@ -22,8 +22,6 @@ use std::sync::Arc;
 pub const MAX_RUN_BYTES: usize = 4 * 1024 * 1024;
 /// Probe runs kept; older ones are dropped as new ones arrive.
 pub const KEEP_RUNS: usize = 100;
-/// Runs the platform report reads.
-const REPORT_RUNS: usize = 20;
 
 /// Admin routes, nested under `/admin/v1`.
 pub fn admin_router() -> Router<Arc<Authority>> {
@@ -32,14 +30,21 @@ pub fn admin_router() -> Router<Arc<Authority>> {
         .route("/report", get(report))
 }
 
-fn parse_run(r: &ProbeRunRecord) -> Result<RecordedRun, ApiError> {
-    let run: ProbeRun = serde_json::from_str(&r.report).map_err(|e| ApiError::server_error(&e))?;
-    Ok(RecordedRun {
-        id: r.id,
-        recorded_at: r.recorded_at,
-        recorded_by: r.recorded_by.clone(),
-        run,
-    })
+/// A stored run read back; `None` (and a warning) for a row this version
+/// cannot read, which must not take the report down with it.
+fn parse_run(r: &ProbeRunRecord) -> Option<RecordedRun> {
+    match serde_json::from_str::<ProbeRun>(&r.report) {
+        Ok(run) => Some(RecordedRun {
+            id: r.id,
+            recorded_at: r.recorded_at,
+            recorded_by: r.recorded_by.clone(),
+            run,
+        }),
+        Err(e) => {
+            tracing::warn!(run = r.id, error = %e, "stored probe run is unreadable; left out");
+            None
+        }
+    }
 }
 
 async fn record_run(State(auth): State<Arc<Authority>>, req: Request) -> Result<Response, ApiError> {
@@ -97,8 +102,7 @@ async fn list_runs(
         .await
         .map_err(|e| ApiError::server_error(&e))?;
     let mut runs = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let parsed = parse_run(r)?;
+    for parsed in rows.iter().filter_map(parse_run) {
         runs.push(serde_json::json!({
             "id": parsed.id,
             "recorded_at": parsed.recorded_at,
@@ -124,7 +128,8 @@ async fn report(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Resul
             .collect()
     };
     let active = set.infos.iter().find(|k| k.state == KeyState::Active);
-    let active_since = active.and_then(|k| k.activated_at);
+    // As the key scheduler reads it: a key without an activation time has signed since it was created.
+    let active_since = active.map(|k| k.activated_at.unwrap_or(k.created_at));
     let mut published = of(KeyState::Active);
     published.extend(of(KeyState::Next));
     published.extend(of(KeyState::Retired));
@@ -170,14 +175,17 @@ async fn report(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Resul
         session_absolute_seconds: config.sessions.absolute_lifetime.secs(),
     };
 
-    let mut runs = Vec::new();
-    for r in &store
-        .list_probe_runs(REPORT_RUNS)
+    // Every kept run; the assessment uses those of the last week.
+    let rows = store
+        .list_probe_runs(KEEP_RUNS)
         .await
-        .map_err(|e| ApiError::server_error(&e))?
-    {
-        runs.push(parse_run(r)?);
-    }
+        .map_err(|e| ApiError::server_error(&e))?;
+    let runs: Vec<RecordedRun> = rows.iter().filter_map(parse_run).collect();
+    let unreadable_runs: Vec<i64> = rows
+        .iter()
+        .filter(|r| !runs.iter().any(|x| x.id == r.id))
+        .map(|r| r.id)
+        .collect();
     let policy_services = store
         .list_policy_services()
         .await
@@ -197,6 +205,7 @@ async fn report(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Resul
         client_audiences,
         policy_services,
         runs,
+        unreadable_runs,
     };
     Ok(Json(assess(facts)).into_response())
 }
