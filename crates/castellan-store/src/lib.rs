@@ -3,22 +3,61 @@
 //! One [`Store`] trait holds everything the authority must not lose: clients,
 //! signing keys (private halves encrypted by the caller), the ordered
 //! revocation log and the replay cache for client assertions. SQLite is the
-//! embedded default; other backends implement the same trait and pass the
-//! same conformance tests (`tests/conformance.rs`).
+//! embedded default; PostgreSQL serves several authority nodes sharing one
+//! database. Both implement the same trait and pass the same conformance
+//! tests (`tests/conformance.rs`).
 #![forbid(unsafe_code)]
 
+pub mod copy;
 mod migrations;
 mod model;
+mod postgres;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use model::{
     AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord, KeyState,
     PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord,
     UserRecord, WorkloadRecord,
 };
+pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use castellan_core::UnixTime;
+
+/// A change one node wrote that the other nodes sharing the store must
+/// follow (announced with PostgreSQL `NOTIFY`; they also poll for it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// A revocation was appended with this sequence number.
+    Revocation {
+        /// Its sequence number.
+        seq: i64,
+    },
+    /// Signing keys changed (rotation, withdrawal, removal).
+    Keys,
+    /// Internal CAs changed.
+    Ca,
+    /// A new policy version is in force.
+    Policy {
+        /// The service.
+        service: String,
+        /// The version.
+        version: i64,
+    },
+}
+
+/// What a change subscription yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Another node (or this one) announced a change.
+    Change(Change),
+    /// The listening connection was lost and made again: changes announced
+    /// meanwhile were missed, so read everything again.
+    Reconnected,
+}
 
 /// A storage failure. Messages never include stored secrets.
 #[derive(Debug, thiserror::Error)]
@@ -201,4 +240,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<ProbeRunRecord>;
     /// The newest `limit` probe runs, newest first.
     async fn list_probe_runs(&self, limit: usize) -> StoreResult<Vec<ProbeRunRecord>>;
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`
+    /// seconds; false while another holder's lease has not expired.
+    async fn acquire_lease(&self, name: &str, holder: &str, now: UnixTime, ttl: i64) -> StoreResult<bool>;
+    /// Gives the lease up if `holder` has it.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+
+    /// Whether other nodes may share this store (and must hear of changes).
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Tells the other nodes sharing the store about `change`. Nothing to do
+    /// for a store no other node shares.
+    async fn announce(&self, _change: &Change) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Changes announced by any node, from now on; `None` for a store no
+    /// other node shares.
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Notice>> {
+        None
+    }
 }

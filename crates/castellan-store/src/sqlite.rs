@@ -1112,6 +1112,31 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn acquire_lease(&self, name: &str, holder: &str, now: UnixTime, ttl: i64) -> StoreResult<bool> {
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now.saturating_add(ttl))
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn list_probe_runs(&self, limit: usize) -> StoreResult<Vec<ProbeRunRecord>> {
         let rows = sqlx::query("SELECT id, recorded_at, recorded_by, report FROM probe_runs ORDER BY id DESC LIMIT ?")
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))

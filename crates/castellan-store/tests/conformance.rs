@@ -1,11 +1,12 @@
-//! The behaviour every `Store` backend must have. Run against SQLite here;
+//! The behaviour every `Store` backend must have. Run against SQLite and
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may unwrap
-//! each new backend runs the same functions.
+//! PostgreSQL here; each new backend runs the same functions.
 
+use castellan_store::testing::fresh_postgres_database;
 use castellan_store::{
-    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord, KeyState,
-    Redeemed, RefreshTokenRecord, RevocationKind, SessionRecord, SqliteStore, Store, StoreError, UserRecord,
-    WorkloadRecord,
+    AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord,
+    KeyState, Notice, PgOptions, PostgresStore, Redeemed, RefreshTokenRecord, RevocationKind, SessionRecord,
+    SqliteStore, Store, StoreError, UserRecord, WorkloadRecord,
 };
 use std::sync::Arc;
 
@@ -983,6 +984,8 @@ async fn conformance(store: Arc<dyn Store>) {
     policy_versions_count_up_per_service(Arc::clone(&store)).await;
     decisions_append_query_and_prune(&*store).await;
     probe_runs_keep_the_newest(&*store).await;
+    nul_bytes_find_nothing(&*store).await;
+    leases_have_one_holder_until_they_expire(&*store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1331,4 +1334,684 @@ async fn probe_runs_keep_the_newest(store: &dyn Store) {
     assert_eq!(kept[0].recorded_at, 1_004);
     assert_eq!(kept[2].id, ids[2]);
     assert_eq!(store.list_probe_runs(1).await.unwrap().len(), 1);
+}
+
+/// No stored key holds a NUL byte (PostgreSQL text cannot), so a lookup by
+/// one finds nothing, on every backend, instead of failing.
+async fn nul_bytes_find_nothing(store: &dyn Store) {
+    let k = "nul\0key";
+    assert_eq!(store.get_meta(k).await.unwrap(), None);
+    assert_eq!(store.get_client(k).await.unwrap(), None);
+    assert!(!store.delete_client(k).await.unwrap());
+    assert!(!store.set_client_secret(k, &[1]).await.unwrap());
+    assert_eq!(
+        store.find_revocation(RevocationKind::Session, k, 0).await.unwrap(),
+        None
+    );
+    assert_eq!(store.get_user(k).await.unwrap(), None);
+    assert_eq!(store.get_user_by_name(k).await.unwrap(), None);
+    assert_eq!(store.get_user_by_federated(k, "sub").await.unwrap(), None);
+    assert_eq!(
+        store.get_user_by_federated("https://idp.example", k).await.unwrap(),
+        None
+    );
+    assert!(!store.delete_user(k).await.unwrap());
+    assert!(!store.set_user_password(k, "$argon2id$x").await.unwrap());
+    assert!(!store.set_user_suspended(k, true).await.unwrap());
+    assert_eq!(store.get_session(k).await.unwrap(), None);
+    assert!(store.list_sessions(k, 0).await.unwrap().is_empty());
+    assert!(!store.end_session(k, 0).await.unwrap());
+    assert!(store.end_user_sessions(k, None, 0).await.unwrap().is_empty());
+    assert_eq!(store.get_workload(k).await.unwrap(), None);
+    assert!(!store.delete_workload(k).await.unwrap());
+    assert_eq!(store.get_policy_version(k, None).await.unwrap(), None);
+    assert!(store.list_policy_versions(k).await.unwrap().is_empty());
+    for q in [
+        DecisionQuery {
+            service: k.to_owned(),
+            limit: 10,
+            ..Default::default()
+        },
+        DecisionQuery {
+            service: "orders".to_owned(),
+            principal: Some(k.to_owned()),
+            limit: 10,
+            ..Default::default()
+        },
+    ] {
+        assert!(store.query_decisions(&q).await.unwrap().is_empty());
+    }
+    // A `keep` no session can have keeps none.
+    let s = session("nul-s", "nul-user", 11_000, 11_000 + 3_600);
+    store.begin_session(&s, &code(&s, "nul-c", 11_060)).await.unwrap();
+    assert_eq!(
+        store.end_user_sessions("nul-user", Some(k), 11_001).await.unwrap(),
+        ["nul-s"]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL. Each test runs on a database of its own, created for it and
+// dropped after; without a server they skip loudly (and fail under `CI`).
+
+async fn pg_connect(url: &str) -> PostgresStore {
+    PostgresStore::connect(url, PgOptions::default()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_conformance() {
+    let Some((url, db)) = fresh_postgres_database("postgres_conformance").await else {
+        return;
+    };
+    let store = pg_connect(&url).await;
+    store.ping().await.unwrap();
+    conformance(Arc::new(store)).await;
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_survives_reconnect() {
+    let Some((url, db)) = fresh_postgres_database("postgres_survives_reconnect").await else {
+        return;
+    };
+    let now = 1_000;
+    let mut web = client("web");
+    web.public = true;
+    web.redirect_uris = vec!["https://app.example/cb".to_owned()];
+    web.post_logout_redirect_uris = vec!["https://app.example/bye".to_owned()];
+    let alice = federated("u-alice", "alice", "https://idp.example", "a-1");
+    let live = session("s-live", "u-alice", now, now + 3_600);
+    let ended = session("s-ended", "u-alice", now + 1, now + 3_600);
+    let spent = code(&live, "c-spent", now + 60);
+    let pending = code(&ended, "c-pending", now + 60);
+    let first = refresh(&live, "r-1", now, now + 600);
+    let second = refresh(&live, "r-2", now + 5, now + 605);
+    let revoked;
+    {
+        let store = pg_connect(&url).await;
+        store.insert_client(&client("a")).await.unwrap();
+        store.insert_client(&web).await.unwrap();
+        store.insert_user(&alice).await.unwrap();
+        assert!(store.set_user_suspended("u-alice", true).await.unwrap());
+        store.begin_session(&live, &spent).await.unwrap();
+        store.begin_session(&ended, &pending).await.unwrap();
+        assert!(matches!(
+            store.redeem_code(&spent.code_hash, now).await.unwrap(),
+            Redeemed::Fresh(_)
+        ));
+        store.insert_refresh_token(&first, now).await.unwrap();
+        assert!(matches!(
+            store
+                .rotate_refresh_token(&first.token_hash, &second, now + 5)
+                .await
+                .unwrap(),
+            Redeemed::Fresh(_)
+        ));
+        assert!(store.end_session("s-ended", now + 6).await.unwrap());
+        revoked = store
+            .append_revocation(RevocationKind::Session, "s-ended", now + 6, now + 6, now + 60)
+            .await
+            .unwrap();
+        // A purged event's number is not handed out again.
+        store
+            .append_revocation(RevocationKind::Session, "s-gone", now, now, now + 1)
+            .await
+            .unwrap();
+        assert_eq!(store.purge_revocations(now + 2).await.unwrap(), 1);
+    }
+    let store = pg_connect(&url).await;
+    assert_eq!(store.get_client("a").await.unwrap(), Some(client("a")));
+    assert_eq!(store.get_client("web").await.unwrap(), Some(web));
+    assert_eq!(
+        store.get_user_by_federated("https://idp.example", "a-1").await.unwrap(),
+        Some(UserRecord {
+            suspended: true,
+            ..alice
+        })
+    );
+    assert_eq!(
+        store.get_session("s-live").await.unwrap(),
+        Some(SessionRecord {
+            last_used_at: now + 5,
+            ..live
+        })
+    );
+    assert_eq!(
+        store.get_session("s-ended").await.unwrap().unwrap().ended_at,
+        Some(now + 6)
+    );
+    assert_eq!(
+        store.redeem_code(&spent.code_hash, now + 7).await.unwrap(),
+        Redeemed::Replayed(spent)
+    );
+    assert_eq!(
+        store.redeem_code(&pending.code_hash, now + 7).await.unwrap(),
+        Redeemed::Fresh(pending)
+    );
+    assert_eq!(
+        store
+            .get_refresh_token(&first.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        Some(now + 5)
+    );
+    assert_eq!(store.get_refresh_token(&second.token_hash).await.unwrap(), Some(second));
+    assert_eq!(store.revocations_since(0, 10).await.unwrap(), vec![revoked.clone()]);
+    assert_eq!(store.latest_revocation_seq().await.unwrap(), revoked.seq + 1);
+    let next = store
+        .append_revocation(RevocationKind::Key, "k", now, now, now + 60)
+        .await
+        .unwrap();
+    assert_eq!(next.seq, revoked.seq + 2);
+    drop(store);
+    db.drop_database().await.unwrap();
+}
+
+/// Four nodes starting at once on an empty database: all come up, and the
+/// schema is applied once (under sqlx's advisory lock; without it the
+/// losers would fail on `CREATE TABLE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nodes_migrate_once_when_starting_together() {
+    let Some((url, db)) = fresh_postgres_database("postgres_nodes_migrate_once_when_starting_together").await else {
+        return;
+    };
+    let barrier = Arc::new(tokio::sync::Barrier::new(4));
+    let mut starts = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (url, barrier) = (url.clone(), Arc::clone(&barrier));
+        starts.spawn(async move {
+            barrier.wait().await;
+            PostgresStore::connect(&url, PgOptions::default()).await
+        });
+    }
+    let mut nodes = Vec::new();
+    while let Some(started) = starts.join_next().await {
+        nodes.push(started.unwrap().expect("every node starts"));
+    }
+    let conn = sqlx::PgPool::connect(&url).await.unwrap();
+    let (rows, versions, failed): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT version), COUNT(*) FILTER (WHERE NOT success) FROM _sqlx_migrations",
+    )
+    .fetch_one(&conn)
+    .await
+    .unwrap();
+    // Each version once: as many rows as versions, none failed.
+    assert_eq!((rows, failed), (versions, 0), "schema applied once");
+    assert!(versions >= 2, "every version applied: {versions}");
+    let counters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM counters")
+        .fetch_one(&conn)
+        .await
+        .unwrap();
+    assert_eq!(counters, 1, "the seeding insert ran once");
+    for node in &nodes {
+        assert_eq!(node.latest_revocation_seq().await.unwrap(), 0);
+    }
+    conn.close().await;
+    drop(nodes);
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_refuses_a_newer_schema() {
+    let Some((url, db)) = fresh_postgres_database("postgres_refuses_a_newer_schema").await else {
+        return;
+    };
+    let store = pg_connect(&url).await;
+    drop(store);
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+    match PostgresStore::connect(&url, PgOptions::default()).await {
+        Err(StoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!(found, 9999);
+            assert!((1..9999).contains(&supported), "{supported}");
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_debug_hides_the_password() {
+    let Some((url, db)) = fresh_postgres_database("postgres_debug_hides_the_password").await else {
+        return;
+    };
+    // Trust authentication ignores a password it did not ask for.
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, host) = rest.split_once('@').unwrap();
+    let (url, secret) = match userinfo.split_once(':') {
+        Some((_, password)) => (url.clone(), password.to_owned()),
+        None => (
+            format!("{scheme}://{userinfo}:hunter2-not-shown@{host}"),
+            "hunter2-not-shown".to_owned(),
+        ),
+    };
+    let store = pg_connect(&url).await;
+    for shown in [format!("{store:?}"), format!("{store:#?}")] {
+        assert!(shown.contains(db.name()), "{shown}");
+        assert!(!shown.contains(&secret), "{shown}");
+    }
+    let err = PostgresStore::connect(&format!("{url}?sslmode=bogus"), PgOptions::default())
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains(&secret), "{err}");
+    drop(store);
+    db.drop_database().await.unwrap();
+}
+
+/// Several nodes (each its own pool) racing for every single-use thing.
+const NODES: usize = 4;
+
+async fn pg_nodes(url: &str) -> Vec<Arc<PostgresStore>> {
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        let options = PgOptions {
+            max_connections: 8,
+            ..PgOptions::default()
+        };
+        nodes.push(Arc::new(PostgresStore::connect(url, options).await.unwrap()));
+    }
+    nodes
+}
+
+/// Runs `RACERS` copies of `race` at once, spread over the nodes, and
+/// returns what each returned, in racer order.
+async fn race_on_nodes<T, F, Fut>(nodes: &[Arc<PostgresStore>], race: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize, Arc<PostgresStore>) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let barrier = Arc::clone(&barrier);
+        let run = race(i, Arc::clone(&nodes[i % nodes.len()]));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            run.await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn count_fresh<T>(results: &[Redeemed<T>]) -> (usize, usize, usize) {
+    let fresh = results.iter().filter(|r| matches!(r, Redeemed::Fresh(_))).count();
+    let replayed = results.iter().filter(|r| matches!(r, Redeemed::Replayed(_))).count();
+    (fresh, replayed, results.len() - fresh - replayed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn postgres_nodes_spend_single_use_values_once() {
+    let Some((url, db)) = fresh_postgres_database("postgres_nodes_spend_single_use_values_once").await else {
+        return;
+    };
+    let nodes = pg_nodes(&url).await;
+    let now = 20_000;
+    for round in 0..ROUNDS {
+        // An authorization code.
+        let s = session(&format!("nc-s{round}"), "nc-user", now, now + 3_600);
+        let c = code(&s, &format!("nc-c{round}"), now + 60);
+        nodes[0].begin_session(&s, &c).await.unwrap();
+        let h = c.code_hash.clone();
+        let results = race_on_nodes(&nodes, |_, node| {
+            let h = h.clone();
+            async move { node.redeem_code(&h, now).await.unwrap() }
+        })
+        .await;
+        assert_eq!(count_fresh(&results), (1, RACERS - 1, 0), "code, round {round}");
+
+        // A refresh token: one successor stored, the winner's.
+        let old = refresh(&s, &format!("nr-old{round}"), now, now + 600);
+        nodes[1].insert_refresh_token(&old, now).await.unwrap();
+        let old_hash = old.token_hash.clone();
+        let sid = s.clone();
+        let results = race_on_nodes(&nodes, |i, node| {
+            let (old_hash, next) = (
+                old_hash.clone(),
+                refresh(&sid, &format!("nr-new{round}-{i}"), now + 1, now + 601),
+            );
+            async move { node.rotate_refresh_token(&old_hash, &next, now + 1).await.unwrap() }
+        })
+        .await;
+        assert_eq!(count_fresh(&results), (1, RACERS - 1, 0), "refresh, round {round}");
+        let winner = results.iter().position(|r| matches!(r, Redeemed::Fresh(_))).unwrap();
+        for i in 0..RACERS {
+            let stored = nodes[2]
+                .get_refresh_token(&hash(&format!("nr-new{round}-{i}")))
+                .await
+                .unwrap();
+            assert_eq!(stored.is_some(), i == winner, "round {round}, racer {i}");
+        }
+
+        // A join token.
+        let spiffe_id = format!("spiffe://td/race-{round}");
+        nodes[0]
+            .insert_workload(&WorkloadRecord {
+                spiffe_id: spiffe_id.clone(),
+                svid_ttl: 60,
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        let jt = JoinTokenRecord {
+            token_hash: hash(&format!("nj-{round}")),
+            spiffe_id,
+            expires_at: now + 60,
+        };
+        nodes[0].insert_join_token(&jt).await.unwrap();
+        let h = jt.token_hash.clone();
+        let results = race_on_nodes(&nodes, |_, node| {
+            let h = h.clone();
+            async move { node.redeem_join_token(&h, now).await.unwrap() }
+        })
+        .await;
+        assert_eq!(count_fresh(&results), (1, RACERS - 1, 0), "join token, round {round}");
+
+        // A client assertion's jti, new and then expired-and-reused.
+        let jti = format!("jti-{round}");
+        for (expires_at, at) in [(now + 100, now), (now + 1_000, now + 200)] {
+            let jti = jti.clone();
+            let results = race_on_nodes(&nodes, |_, node| {
+                let jti = jti.clone();
+                async move { node.record_jti("racer", &jti, expires_at, at).await.unwrap() }
+            })
+            .await;
+            assert_eq!(
+                results.iter().filter(|fresh| **fresh).count(),
+                1,
+                "jti at {at}, round {round}"
+            );
+        }
+
+        // A decision shipment retried on every node at once.
+        let batch = format!("batch-{round}");
+        let row = DecisionRecord {
+            id: 0,
+            service: format!("race-{round}"),
+            time: now,
+            principal: "Principal::\"p\"".into(),
+            action: "Action::\"GET\"".into(),
+            resource: "Route::\"/\"".into(),
+            decision: "allow".into(),
+            reason: None,
+            policies: vec!["p".into()],
+            errors: vec![],
+            policy_version: None,
+            reporter: String::new(),
+            received_at: 0,
+        };
+        let rows = vec![row.clone(), row.clone(), row];
+        let results = race_on_nodes(&nodes, |_, node| {
+            let (batch, rows) = (batch.clone(), rows.clone());
+            async move { node.append_decisions("gate", &batch, now, &rows).await.unwrap() }
+        })
+        .await;
+        assert_eq!(
+            results.iter().filter(|stored| **stored).count(),
+            1,
+            "batch, round {round}"
+        );
+        let stored = nodes[3]
+            .query_decisions(&DecisionQuery {
+                service: format!("race-{round}"),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 3, "round {round}");
+    }
+
+    // Policy pushes from every node number 1..=RACERS.
+    let mut versions = race_on_nodes(&nodes, |i, node| async move {
+        node.append_policy_version("race", &format!("// {i}"), None, now, "admin", None)
+            .await
+            .unwrap()
+            .version
+    })
+    .await;
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=i64::try_from(RACERS).unwrap()).collect::<Vec<_>>());
+
+    drop(nodes);
+    db.drop_database().await.unwrap();
+}
+
+/// Refreshes racing logouts on other nodes: both sides finish (no deadlock
+/// error), and a token rotated at the same time as the logout is gone after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn postgres_refresh_racing_logout_neither_fails() {
+    let Some((url, db)) = fresh_postgres_database("postgres_refresh_racing_logout_neither_fails").await else {
+        return;
+    };
+    let nodes = pg_nodes(&url).await;
+    let now = 30_000;
+    for round in 0..ROUNDS * 4 {
+        let s = session(&format!("rl-s{round}"), "rl-user", now, now + 3_600);
+        nodes[0]
+            .begin_session(&s, &code(&s, &format!("rl-c{round}"), now + 60))
+            .await
+            .unwrap();
+        let old = refresh(&s, &format!("rl-old{round}"), now, now + 600);
+        nodes[0].insert_refresh_token(&old, now).await.unwrap();
+        let next = refresh(&s, &format!("rl-new{round}"), now + 1, now + 601);
+        let (a, b) = (Arc::clone(&nodes[1]), Arc::clone(&nodes[2]));
+        let old_hash = old.token_hash.clone();
+        let rotate = tokio::spawn(async move { a.rotate_refresh_token(&old_hash, &next, now + 1).await });
+        let sid = s.sid.clone();
+        let logout = tokio::spawn(async move { b.end_user_sessions("rl-user", None, now + 1).await.map(|_| sid) });
+        rotate.await.unwrap().unwrap();
+        logout.await.unwrap().unwrap();
+        assert!(nodes[3].get_session(&s.sid).await.unwrap().unwrap().ended_at.is_some());
+        assert_eq!(
+            nodes[3]
+                .get_refresh_token(&hash(&format!("rl-new{round}")))
+                .await
+                .unwrap(),
+            None,
+            "round {round}: the logout ran last, or the rotation found nothing"
+        );
+    }
+    drop(nodes);
+    db.drop_database().await.unwrap();
+}
+
+/// Writers on every node append revocations while readers tail the log:
+/// numbers are distinct and contiguous, and a reader never sees a number
+/// before every lower one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn postgres_revocations_commit_in_order() {
+    const WRITERS: usize = 8;
+    const EACH: usize = 40;
+    const READERS: usize = 3;
+    let total = i64::try_from(WRITERS * EACH).unwrap();
+    let Some((url, db)) = fresh_postgres_database("postgres_revocations_commit_in_order").await else {
+        return;
+    };
+    let nodes = pg_nodes(&url).await;
+    let mut readers = Vec::new();
+    for r in 0..READERS {
+        let node = Arc::clone(&nodes[r % NODES]);
+        readers.push(tokio::spawn(async move {
+            let mut cursor = 0;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+            while cursor < total {
+                assert!(tokio::time::Instant::now() < deadline, "reader {r} stuck at {cursor}");
+                for e in node.revocations_since(cursor, 7).await.unwrap() {
+                    assert_eq!(e.seq, cursor + 1, "reader {r} saw a gap after {cursor}");
+                    cursor = e.seq;
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let node = Arc::clone(&nodes[w % NODES]);
+        writers.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..EACH {
+                let e = node
+                    .append_revocation(RevocationKind::Session, &format!("w{w}-{i}"), 1, 1, 100)
+                    .await
+                    .unwrap();
+                seqs.push(e.seq);
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for w in writers {
+        let seqs = w.await.unwrap();
+        assert!(seqs.windows(2).all(|p| p[0] < p[1]), "one writer's numbers rise");
+        all.extend(seqs);
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=total).collect::<Vec<_>>(), "distinct and contiguous");
+    assert_eq!(nodes[0].latest_revocation_seq().await.unwrap(), total);
+    drop(nodes);
+    db.drop_database().await.unwrap();
+}
+
+async fn leases_have_one_holder_until_they_expire(store: &dyn Store) {
+    assert!(store.acquire_lease("scheduler", "node-a", 1_000, 15).await.unwrap());
+    assert!(
+        !store.acquire_lease("scheduler", "node-b", 1_001, 15).await.unwrap(),
+        "held by a"
+    );
+    assert!(
+        store.acquire_lease("scheduler", "node-a", 1_010, 15).await.unwrap(),
+        "a renews"
+    );
+    assert!(
+        !store.acquire_lease("scheduler", "node-b", 1_024, 15).await.unwrap(),
+        "renewed until 1025"
+    );
+    assert!(
+        store.acquire_lease("scheduler", "node-b", 1_025, 15).await.unwrap(),
+        "expired: b takes over"
+    );
+    assert!(
+        !store.acquire_lease("scheduler", "node-a", 1_026, 15).await.unwrap(),
+        "a lost it"
+    );
+    // Another lease is independent.
+    assert!(store.acquire_lease("bootstrap", "node-a", 1_026, 30).await.unwrap());
+    // Releasing is the holder's alone.
+    store.release_lease("scheduler", "node-a").await.unwrap();
+    assert!(!store.acquire_lease("scheduler", "node-c", 1_027, 15).await.unwrap());
+    store.release_lease("scheduler", "node-b").await.unwrap();
+    assert!(store.acquire_lease("scheduler", "node-c", 1_027, 15).await.unwrap());
+    store.release_lease("bootstrap", "node-a").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nodes_race_for_a_lease_and_one_wins() {
+    let Some((url, db)) = fresh_postgres_database("postgres_nodes_race_for_a_lease_and_one_wins").await else {
+        return;
+    };
+    let nodes: Vec<Arc<dyn Store>> = vec![
+        Arc::new(pg_connect(&url).await),
+        Arc::new(pg_connect(&url).await),
+        Arc::new(pg_connect(&url).await),
+    ];
+    for round in 0..20_i64 {
+        let mut tasks = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            for j in 0..4 {
+                let node = Arc::clone(node);
+                let holder = format!("node-{i}-{j}");
+                tasks.push(tokio::spawn(async move {
+                    node.acquire_lease("race", &holder, round * 100, 50).await.unwrap()
+                }));
+            }
+        }
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_changes_announced_on_one_node_reach_every_node() {
+    let Some((url, db)) = fresh_postgres_database("postgres_changes_announced_on_one_node_reach_every_node").await
+    else {
+        return;
+    };
+    let a = pg_connect(&url).await;
+    let b = pg_connect(&url).await;
+    assert!(a.is_shared());
+    let mut on_a = a.subscribe().unwrap();
+    let mut on_b = b.subscribe().unwrap();
+    // LISTEN is issued by the subscriber's task: wait until both listen.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let changes = [
+        Change::Revocation { seq: 7 },
+        Change::Keys,
+        Change::Ca,
+        Change::Policy {
+            service: "orders".into(),
+            version: 3,
+        },
+    ];
+    let mut seen_a = Vec::new();
+    let mut seen_b = Vec::new();
+    // Announce until both have heard the first one, then the rest once.
+    while seen_a.is_empty() || seen_b.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no notification arrived");
+        b.announce(&changes[0]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        while let Ok(n) = on_a.try_recv() {
+            seen_a.push(n);
+        }
+        while let Ok(n) = on_b.try_recv() {
+            seen_b.push(n);
+        }
+    }
+    for c in &changes[1..] {
+        b.announce(c).await.unwrap();
+    }
+    for rx in [&mut on_a, &mut on_b] {
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a change within 5 s")
+                .unwrap();
+            if n != Notice::Change(changes[0].clone()) {
+                got.push(n);
+            }
+        }
+        assert_eq!(
+            got,
+            changes[1..].iter().cloned().map(Notice::Change).collect::<Vec<_>>()
+        );
+    }
+    assert!(SqliteStore::open(&tempfile::tempdir().unwrap().path().join("x.db"))
+        .await
+        .unwrap()
+        .subscribe()
+        .is_none());
+    drop(on_a);
+    drop(on_b);
+    db.drop_database().await.unwrap();
 }

@@ -1,0 +1,1 @@
+//! Moving a single-node SQLite install to PostgreSQL.
