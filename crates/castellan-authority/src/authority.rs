@@ -11,7 +11,13 @@ use crate::passwords::Passwords;
 use crate::secrets::{new_client_secret, random_id, write_private_file, MasterKey, SecretError};
 use crate::throttle::Throttle;
 use castellan_core::{Clock, UnixTime};
-use castellan_store::{ClientRecord, RevocationEvent, RevocationKind, SqliteStore, Store, StoreError};
+use castellan_store::{
+    Change, ClientRecord, PgOptions, PostgresStore, RevocationEvent, RevocationKind, SqliteStore, Store, StoreError,
+};
+
+/// How long the node creating the first keys, CAs and admin holds the
+/// bootstrap lease, seconds.
+const BOOTSTRAP_LEASE_SECS: i64 = 30;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -71,8 +77,19 @@ pub enum StartError {
     #[error(transparent)]
     Secret(#[from] SecretError),
     /// The master key is not the one this store was created with.
-    #[error("the master key does not match the one this data dir was created with; refusing to start")]
-    WrongMasterKey,
+    #[error("the master key does not match the one {0} was created with; refusing to start (nodes of one cluster share CASTELLAN_MASTER_KEY)")]
+    WrongMasterKey(&'static str),
+    /// A cluster node lacks a setting every node must share.
+    #[error("a node on a shared database needs {0}")]
+    Cluster(String),
+    /// The database could not be reached or opened.
+    #[error("database `{url}`: {source}")]
+    Database {
+        /// The URL, password replaced.
+        url: String,
+        /// Why.
+        source: StoreError,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -84,9 +101,32 @@ pub enum StartError {
     Bootstrap(String),
 }
 
+/// Nodes of one cluster must agree on the issuer, the master key and the
+/// bootstrap admin; none of them may be made up per node.
+fn cluster_settings(config: &Config, env: &StartEnv) -> Result<(), StartError> {
+    if config.issuer.is_none() {
+        return Err(StartError::Cluster(
+            "--issuer (CASTELLAN_ISSUER): the default, http:// + the listen address, differs from node to node".into(),
+        ));
+    }
+    if env.master_key.is_none() {
+        return Err(StartError::Cluster(
+            "CASTELLAN_MASTER_KEY (base64, 32 bytes, the same on every node): a key generated per node could not read the others' keys".into(),
+        ));
+    }
+    if env.bootstrap_admin_id.is_none() || env.bootstrap_admin_secret.is_none() {
+        return Err(StartError::Cluster(
+            "CASTELLAN_BOOTSTRAP_ADMIN_ID and CASTELLAN_BOOTSTRAP_ADMIN_SECRET: nodes starting together must agree on the first admin".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The running authority.
 #[derive(Debug)]
 pub struct Authority {
+    /// This process among the nodes sharing a database (random per start).
+    node_id: String,
     config: Config,
     issuer: String,
     store: Arc<dyn Store>,
@@ -144,19 +184,62 @@ impl Authority {
                 tracing::warn!(data_dir = %dir.display(), "data dir is readable by group or others; chmod 700 it");
             }
         }
-        let master = Arc::new(MasterKey::load_or_create(env.master_key.as_deref(), &dir)?);
-        let db_path = dir.join("castellan.db");
-        if !db_path.exists() {
-            // SQLite gives its -wal and -shm files the mode of the database file.
-            write_private_file(&db_path, b"").map_err(|e| StartError::DataDir {
-                path: db_path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        if config.database.url.is_some() {
+            cluster_settings(&config, env)?;
         }
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await?);
+        let master = Arc::new(MasterKey::load_or_create(env.master_key.as_deref(), &dir)?);
+        let (store, what): (Arc<dyn Store>, &'static str) = match &config.database.url {
+            None => {
+                let db_path = dir.join("castellan.db");
+                if !db_path.exists() {
+                    // SQLite gives its -wal and -shm files the mode of the database file.
+                    write_private_file(&db_path, b"").map_err(|e| StartError::DataDir {
+                        path: db_path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                (Arc::new(SqliteStore::open(&db_path).await?), "this data dir")
+            }
+            Some(url) => {
+                let db = &config.database;
+                let options = PgOptions {
+                    max_connections: db.max_connections,
+                    acquire_timeout: db.acquire_timeout.0,
+                    statement_timeout: db.statement_timeout.0,
+                };
+                let store =
+                    PostgresStore::connect(url.expose(), options)
+                        .await
+                        .map_err(|source| StartError::Database {
+                            url: url.redacted(),
+                            source,
+                        })?;
+                tracing::info!(database = %url.redacted(), "store: PostgreSQL");
+                (Arc::new(store), "this database")
+            }
+        };
         let stored_check = store.init_meta("master_key_check", master.check_value()).await?;
         if stored_check != master.check_value() {
-            return Err(StartError::WrongMasterKey);
+            return Err(StartError::WrongMasterKey(what));
+        }
+        // The first keys, CAs and admin are created by one node at a time:
+        // nodes starting together on an empty database wait for the first.
+        let node_id = random_id("node-")?;
+        let bootstrap_held = store.is_shared();
+        if bootstrap_held
+            && !crate::cluster::wait_for_lease(
+                store.as_ref(),
+                crate::cluster::BOOTSTRAP_LEASE,
+                &node_id,
+                clock.as_ref(),
+                BOOTSTRAP_LEASE_SECS,
+                std::time::Duration::from_secs(BOOTSTRAP_LEASE_SECS.unsigned_abs() + 15),
+            )
+            .await?
+        {
+            return Err(StartError::Cluster(
+                "the bootstrap lease, which another node has held for too long; is one stuck starting?".into(),
+            ));
         }
         let t = &config.tokens;
         let schedule = KeySchedule {
@@ -185,6 +268,7 @@ impl Authority {
         .await
         .map_err(|e| StartError::Bootstrap(format!("internal CA: {e}")))?;
         let authority = Arc::new(Self {
+            node_id,
             issuer: config.issuer(),
             store,
             master,
@@ -204,6 +288,15 @@ impl Authority {
             config,
         });
         authority.bootstrap_admin(env).await?;
+        if bootstrap_held {
+            if let Err(e) = authority
+                .store
+                .release_lease(crate::cluster::BOOTSTRAP_LEASE, &authority.node_id)
+                .await
+            {
+                tracing::warn!(error = %e, "could not release the bootstrap lease; it expires on its own");
+            }
+        }
         Ok(authority)
     }
 
@@ -337,6 +430,11 @@ impl Authority {
         self.federation.as_ref()
     }
 
+    /// This node's id among the nodes sharing the database.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     /// The sign-in throttle.
     pub fn throttle(&self) -> &Throttle {
         &self.throttle
@@ -363,10 +461,11 @@ impl Authority {
             .await?;
         metrics::counter!("castellan_revocations_total", "kind" => kind.as_str()).increment(1);
         self.events.publish(StreamEvent::Revocation(event.clone()));
+        self.announce(Change::Revocation { seq: event.seq }).await;
         Ok(event)
     }
 
-    fn publish_keys(&self) {
+    pub(crate) fn publish_keys(&self) {
         let kids = self
             .keys
             .current()
@@ -412,9 +511,12 @@ impl Authority {
         let (keys, withdrawn) = self.keys.rotate(emergency).await?;
         if let Some(event) = withdrawn {
             metrics::counter!("castellan_revocations_total", "kind" => "key").increment(1);
+            let seq = event.seq;
             self.events.publish(StreamEvent::Revocation(event));
+            self.announce(Change::Revocation { seq }).await;
         }
         self.publish_keys();
+        self.announce(Change::Keys).await;
         Ok(RotationOutcome { keys, laggards })
     }
 
@@ -426,6 +528,7 @@ impl Authority {
         }
         if self.keys.maintain().await? {
             self.publish_keys();
+            self.announce(Change::Keys).await;
         }
         let now = self.now();
         let purged = self.store.purge_revocations(now).await?;
@@ -442,8 +545,10 @@ impl Authority {
             tracing::debug!(pruned, "decision log rows past retention pruned");
         }
         self.throttle.prune(now);
-        if let Err(e) = self.ca.maintain().await {
-            tracing::error!(error = %e, "CA maintenance failed; will retry");
+        match self.ca.maintain().await {
+            Ok(true) => self.announce(Change::Ca).await,
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "CA maintenance failed; will retry"),
         }
         let set = self.keys.current();
         metrics::gauge!("castellan_signing_keys").set(set.infos.len() as f64);
@@ -457,6 +562,10 @@ impl Authority {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // One node runs scheduled work: the holder of the scheduler lease.
+            if !self.lead().await {
+                continue;
+            }
             if let Err(e) = self.maintain().await {
                 tracing::error!(error = %e, "key maintenance failed; will retry");
             }

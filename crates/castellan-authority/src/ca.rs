@@ -202,6 +202,25 @@ impl CaManager {
         })
     }
 
+    /// Reads the CAs again (another node may have rotated them); true when
+    /// one appeared, left, or changed state.
+    ///
+    /// # Errors
+    /// The store, or a CA key that cannot be unsealed.
+    pub async fn refresh(&self) -> Result<bool, CaManagerError> {
+        let records = self.store.list_cas().await?;
+        let set = Self::load(&self.master, &records)?;
+        let changed = set.records.iter().map(|(id, state, _)| (id, state)).ne(self
+            .current()
+            .records
+            .iter()
+            .map(|(id, state, _)| (id, state)));
+        if changed {
+            self.current.store(Arc::new(set));
+        }
+        Ok(changed)
+    }
+
     /// The CAs now.
     pub fn current(&self) -> Arc<CaSet> {
         self.current.load_full()

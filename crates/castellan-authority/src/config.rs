@@ -51,6 +51,94 @@ pub struct Config {
     pub ca: CaConfig,
     /// The central log of authorization decisions services ship.
     pub decisions: DecisionLogConfig,
+    /// The store: SQLite under the data dir, or PostgreSQL for a cluster.
+    pub database: DatabaseConfig,
+}
+
+/// A database URL. Shown and logged with its password replaced.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    #[must_use]
+    pub fn new(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+    /// The URL itself, password included: for connecting only.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The URL with any password replaced by `***`.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                // Query parameters may carry a password too.
+                if u.query().is_some() {
+                    u.set_query(Some("***"));
+                }
+                u.to_string()
+            }
+            Err(_) => "<unparseable database url>".to_owned(),
+        }
+    }
+    /// Whether it names PostgreSQL.
+    #[must_use]
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+/// The store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://...` for several authority nodes; unset: SQLite under the data dir.
+    pub url: Option<DatabaseUrl>,
+    /// Most connections a node opens (PostgreSQL).
+    pub max_connections: u32,
+    /// Longest a statement may run before the database cancels it (PostgreSQL).
+    pub statement_timeout: HumanDuration,
+    /// Longest a request waits for a free connection before failing (PostgreSQL).
+    pub acquire_timeout: HumanDuration,
+    /// How long the node that runs scheduled work (key and CA rotation,
+    /// pruning) holds its lease; another node takes over within this long
+    /// after it dies.
+    pub leader_lease: HumanDuration,
+    /// How often a node reads the store for cross-node changes a
+    /// notification may have missed.
+    pub poll_interval: HumanDuration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 16,
+            statement_timeout: HumanDuration::from_secs(5),
+            acquire_timeout: HumanDuration::from_secs(5),
+            leader_lease: HumanDuration::from_secs(15),
+            poll_interval: HumanDuration::from_secs(1),
+        }
+    }
 }
 
 /// The central decision log.
@@ -290,6 +378,7 @@ impl Default for Config {
             federation: None,
             ca: CaConfig::default(),
             decisions: DecisionLogConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -434,6 +523,30 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.decisions.max_batch) {
             return invalid("decisions.max_batch must be between 1 and 10000".to_owned());
+        }
+        let db = &self.database;
+        if let Some(u) = &db.url {
+            if !u.is_postgres() {
+                return invalid(format!(
+                    "database.url `{}` must be a postgres:// URL (SQLite needs none: it lives under the data dir)",
+                    u.redacted()
+                ));
+            }
+        }
+        if !(1..=1_000).contains(&db.max_connections) {
+            return invalid("database.max_connections must be between 1 and 1000".to_owned());
+        }
+        for (name, d) in [
+            ("statement_timeout", db.statement_timeout),
+            ("acquire_timeout", db.acquire_timeout),
+            ("poll_interval", db.poll_interval),
+        ] {
+            if !(1..=300).contains(&d.secs()) {
+                return invalid(format!("database.{name} must be between 1s and 5m"));
+            }
+        }
+        if !(3..=600).contains(&db.leader_lease.secs()) {
+            return invalid("database.leader_lease must be between 3s and 10m".to_owned());
         }
         let issuer = self.issuer();
         match url::Url::parse(&issuer) {

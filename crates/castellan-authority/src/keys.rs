@@ -166,6 +166,21 @@ impl KeyManager {
         self.schedule
     }
 
+    /// Reads the keys again (another node may have rotated them); true when
+    /// a key appeared, left, or changed state.
+    ///
+    /// # Errors
+    /// The store, or a key that cannot be unsealed.
+    pub async fn refresh(&self) -> Result<bool, KeyError> {
+        let before: Vec<(String, KeyState)> = self.current().infos.iter().map(|k| (k.kid.clone(), k.state)).collect();
+        let after = self.reload().await?;
+        Ok(after
+            .infos
+            .iter()
+            .map(|k| (k.kid.clone(), k.state))
+            .ne(before))
+    }
+
     async fn reload(&self) -> Result<Arc<KeySet>, KeyError> {
         let keys = self.store.list_keys().await?;
         let set = Arc::new(build_set(&self.master, &keys)?);

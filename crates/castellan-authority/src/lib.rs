@@ -6,6 +6,7 @@
 
 pub mod authority;
 pub mod ca;
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod federation;

@@ -11,6 +11,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let scheduler = tokio::spawn(auth.clone().run_scheduler());
+    let follower = tokio::spawn(auth.clone().run_follower());
     // Open revocation streams would hold a graceful shutdown forever: end them first.
     let closing = auth.clone();
     let shutdown = async move {
@@ -28,5 +29,6 @@ where
     .with_graceful_shutdown(shutdown)
     .await;
     scheduler.abort();
+    follower.abort();
     result
 }

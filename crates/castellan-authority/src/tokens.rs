@@ -146,7 +146,7 @@ impl Authority {
         scope: Option<String>,
         ttl: i64,
     ) -> Result<Issued, crate::http::error::ApiError> {
-        let err = |e: &dyn std::fmt::Display| crate::http::error::ApiError::server_error(e);
+        let err = |e: &dyn std::fmt::Display| crate::http::error::ApiError::internal(e);
         let now = self.now();
         let claims = AccessTokenClaims {
             iss: self.issuer().to_owned(),

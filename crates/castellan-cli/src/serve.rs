@@ -22,9 +22,9 @@ pub struct ServeArgs {
     /// Data directory (SQLite store, master key, bootstrap credentials).
     #[arg(long, env = "CASTELLAN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL for several authority nodes (not supported yet: the
-    /// embedded SQLite store under the data dir is used when this is omitted).
-    #[arg(long, env = "CASTELLAN_DATABASE")]
+    /// PostgreSQL URL (`postgres://user:password@host/db`) for several authority
+    /// nodes sharing one database; omitted: the embedded SQLite store under the data dir.
+    #[arg(long, env = "CASTELLAN_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
     /// Issuer URL (default: http:// + the listen address).
     #[arg(long, env = "CASTELLAN_ISSUER")]
@@ -60,11 +60,7 @@ fn build_config(file: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<Confi
         config.ca.mtls_listen = Some(m);
     }
     if let Some(db) = &args.database {
-        // `--database` names an external PostgreSQL store; never echo it (it may hold a password).
-        let scheme = db.split("://").next().unwrap_or("");
-        anyhow::bail!(
-            "--database ({scheme}://...): only the embedded SQLite store under the data dir is supported in this version; omit --database"
-        );
+        config.database.url = Some(castellan_authority::config::DatabaseUrl::new(db));
     }
     config.validate()?;
     Ok(config)
@@ -145,8 +141,10 @@ pub async fn run(args: ServeArgs, log: LogFormat) -> anyhow::Result<()> {
     if std::fs::metadata(authority.bootstrap_file()).is_ok() {
         tracing::info!(file = %authority.bootstrap_file().display(), "admin credentials for the CLI: --credentials FILE");
     }
+    // The address this node listens on; with --issuer (a cluster behind a
+    // load balancer) the issuer may be another URL, logged above.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on {}", authority.issuer())?;
+    writeln!(out, "listening on http://{}", authority.config().listen)?;
     out.flush()?;
     drop(out);
     if let Some(m) = authority.config().mtls_url() {

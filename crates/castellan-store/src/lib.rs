@@ -76,6 +76,32 @@ pub enum StoreError {
     SchemaTooNew { found: i64, supported: i64 },
 }
 
+impl StoreError {
+    /// The store could not be reached or answer in time (connection lost or
+    /// refused, pool exhausted, statement cancelled by its timeout, server
+    /// shutting down): a retry may succeed; nothing was written.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // 57014 query_canceled (statement_timeout), 57P01..57P03
+                // shutdown and cannot-connect-now, 08xxx connection exceptions,
+                // 53300 too many connections; SQLITE_BUSY (5) after busy_timeout.
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                    c == "57014" || c.starts_with("57P") || c.starts_with("08") || c == "53300" || c == "5"
+                }),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// Result alias.
 pub type StoreResult<T> = Result<T, StoreError>;
 

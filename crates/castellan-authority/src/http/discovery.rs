@@ -3,7 +3,7 @@
 use super::paths;
 use crate::Authority;
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use castellan_jose::Algorithm;
 use serde_json::json;
@@ -133,4 +133,35 @@ pub async fn metrics(State(auth): State<Arc<Authority>>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     resp
+}
+
+/// `GET /readyz`: 200 `ready` while the store answers within two seconds,
+/// else 503 (a load balancer takes the node out; it issues nothing it could
+/// not record meanwhile).
+pub async fn readyz(State(auth): State<Arc<Authority>>) -> Response {
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        auth.store().get_meta("master_key_check"),
+    )
+    .await;
+    match probe {
+        Ok(Ok(_)) => {
+            metrics::gauge!("castellan_store_up").set(1.0);
+            (StatusCode::OK, "ready").into_response()
+        }
+        Ok(Err(e)) => {
+            metrics::gauge!("castellan_store_up").set(0.0);
+            tracing::warn!(error = %e, "not ready: the store fails");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store is unavailable").into_response()
+        }
+        Err(_) => {
+            metrics::gauge!("castellan_store_up").set(0.0);
+            tracing::warn!("not ready: the store did not answer within 2s");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the store did not answer within 2s",
+            )
+                .into_response()
+        }
+    }
 }

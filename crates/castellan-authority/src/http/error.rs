@@ -12,6 +12,7 @@ pub struct ApiError {
     code: &'static str,
     description: String,
     www_authenticate: Option<String>,
+    retry_after: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -27,6 +28,7 @@ impl ApiError {
             code,
             description: description.into(),
             www_authenticate: None,
+            retry_after: None,
         }
     }
 
@@ -149,7 +151,29 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", d)
     }
     /// 500 `server_error`: our fault, never the caller's input. The detail is logged, not sent.
-    pub fn server_error(detail: &dyn std::fmt::Display) -> Self {
+    /// A store that cannot be reached (the database down, the pool exhausted,
+    /// a statement timed out) is 503 `temporarily_unavailable` instead: the
+    /// request may succeed when retried, and nothing was issued meanwhile.
+    pub fn server_error<E: std::fmt::Display + 'static>(detail: &E) -> Self {
+        let any: &dyn std::any::Any = detail;
+        if let Some(e) = any.downcast_ref::<castellan_store::StoreError>() {
+            if e.is_unavailable() {
+                tracing::warn!(error = %detail, "store unavailable");
+                metrics::counter!("castellan_store_unavailable_total").increment(1);
+                let mut err = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the authority cannot reach its store; retry shortly",
+                );
+                err.retry_after = Some(1);
+                return err;
+            }
+        }
+        Self::internal(detail)
+    }
+
+    /// 500 `server_error` for any error: logged, not sent.
+    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
     }
@@ -173,6 +197,9 @@ impl IntoResponse for ApiError {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if let Some(v) = self.www_authenticate.and_then(|v| HeaderValue::from_str(&v).ok()) {
             h.insert(header::WWW_AUTHENTICATE, v);
         }

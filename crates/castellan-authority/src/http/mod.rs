@@ -99,7 +99,7 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route(paths::DECISION_LOG, post(decisions::ingest))
         .nest(paths::ADMIN, admin::router())
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(discovery::readyz))
         .route("/metrics", get(discovery::metrics))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })

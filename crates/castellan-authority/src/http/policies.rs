@@ -166,6 +166,11 @@ async fn store_version(
         service: service.to_owned(),
         version: record.version,
     });
+    auth.announce(castellan_store::Change::Policy {
+        service: service.to_owned(),
+        version: record.version,
+    })
+    .await;
     Ok(record)
 }
 

@@ -87,6 +87,7 @@ async fn rotate_ca(State(auth): State<Arc<Authority>>, req: Request) -> Result<R
         Err(e) => return Err(ApiError::server_error(&e)),
     };
     tracing::info!(active = %set.active.id(), by = %caller.client_id, force = body.force, emergency = body.emergency, "internal CA rotated by an admin");
+    auth.announce(castellan_store::Change::Ca).await;
     Ok(Json(ca_views(&set)).into_response())
 }
 

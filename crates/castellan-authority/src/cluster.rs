@@ -1,0 +1,203 @@
+//! Several authority nodes on one shared database.
+//!
+//! Every node serves every request from the database, so an admin change
+//! made on one node is honoured by the others at once, except for what a
+//! node keeps in memory: the signing keys, the CAs, and the live event
+//! streams it feeds its verifiers. Those follow the database:
+//!
+//! - a node that writes announces the change (PostgreSQL `NOTIFY`);
+//! - every node listens, and also reads the database every
+//!   `database.poll_interval` for anything a notification missed (a dropped
+//!   listener connection, a node that died between its commit and its
+//!   announcement);
+//! - revocations are read back in sequence order from the log, whose
+//!   numbers are global: a verifier that reconnects to another node resumes
+//!   exactly where it was.
+//!
+//! Scheduled work (key and CA rotation, pruning) runs on one node at a time:
+//! the holder of the `scheduler` lease in the database, renewed on every
+//! pass. If it dies, another node takes the lease over once it expires.
+//! Rotation decisions are always taken on state read from the database, so
+//! even two nodes passing at once cannot rotate twice.
+
+use crate::events::StreamEvent;
+use crate::Authority;
+use castellan_store::{Change, Notice};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The lease that elects the node running scheduled work.
+pub const SCHEDULER_LEASE: &str = "scheduler";
+/// The lease held while the first keys, CAs and admin are created.
+pub const BOOTSTRAP_LEASE: &str = "bootstrap";
+
+/// What a node has already passed on to its own streams.
+#[derive(Debug, Default)]
+struct Followed {
+    seq: i64,
+    policies: HashMap<String, i64>,
+}
+
+impl Authority {
+    /// Tells the other nodes about a change this node wrote. Best effort:
+    /// they also poll, so a lost announcement only delays them.
+    pub(crate) async fn announce(&self, change: Change) {
+        if let Err(e) = self.store().announce(&change).await {
+            tracing::warn!(error = %e, ?change, "could not announce a change to the other nodes; they will poll it");
+        }
+    }
+
+    /// Follows changes written by other nodes until the task is dropped:
+    /// revocations into this node's streams, key and CA changes into its
+    /// memory, policy versions as stream events. Does nothing on a store
+    /// no other node shares (SQLite).
+    pub async fn run_follower(self: Arc<Self>) {
+        if !self.store().is_shared() {
+            return;
+        }
+        let mut followed = Followed {
+            seq: self.store().latest_revocation_seq().await.unwrap_or(0),
+            policies: self
+                .store()
+                .list_policy_services()
+                .await
+                .map(|v| v.into_iter().collect())
+                .unwrap_or_default(),
+        };
+        let mut notices = self.store().subscribe();
+        let poll = self.config().database.poll_interval.0;
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let notice = match notices.as_mut() {
+                Some(rx) => tokio::select! {
+                    n = rx.recv() => n,
+                    _ = tick.tick() => Some(Notice::Reconnected),
+                },
+                None => {
+                    tick.tick().await;
+                    Some(Notice::Reconnected)
+                }
+            };
+            match notice {
+                Some(Notice::Change(Change::Revocation { .. })) => self.follow_revocations(&mut followed).await,
+                Some(Notice::Change(Change::Keys)) => self.follow_keys().await,
+                Some(Notice::Change(Change::Ca)) => self.follow_ca().await,
+                Some(Notice::Change(Change::Policy { service, version })) => {
+                    self.follow_policy(&mut followed, service, version);
+                }
+                // A poll, or the listener reconnected: it may have missed anything.
+                Some(Notice::Reconnected) => self.follow_everything(&mut followed).await,
+                None => {
+                    // The listener is gone for good: poll only.
+                    tracing::warn!("change notifications stopped; following the database by polling");
+                    notices = None;
+                }
+            }
+        }
+    }
+
+    async fn follow_everything(&self, followed: &mut Followed) {
+        self.follow_revocations(followed).await;
+        self.follow_keys().await;
+        self.follow_ca().await;
+        match self.store().list_policy_services().await {
+            Ok(services) => {
+                for (service, version) in services {
+                    self.follow_policy(followed, service, version);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster: cannot read policy versions"),
+        }
+    }
+
+    async fn follow_revocations(&self, followed: &mut Followed) {
+        loop {
+            let page = match self.store().revocations_since(followed.seq, 500).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: cannot read the revocation log");
+                    return;
+                }
+            };
+            let full = page.len() == 500;
+            for event in page {
+                followed.seq = followed.seq.max(event.seq);
+                // Streams skip what they already sent (this node's own events among them).
+                self.events().publish(StreamEvent::Revocation(event));
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    async fn follow_keys(&self) {
+        match self.keys().refresh().await {
+            Ok(true) => {
+                tracing::info!("signing keys changed on another node");
+                self.publish_keys();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cluster: cannot reload the signing keys"),
+        }
+    }
+
+    async fn follow_ca(&self) {
+        match self.ca().refresh().await {
+            Ok(true) => tracing::info!("internal CAs changed on another node"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cluster: cannot reload the internal CAs"),
+        }
+    }
+
+    fn follow_policy(&self, followed: &mut Followed, service: String, version: i64) {
+        let known = followed.policies.get(&service).copied().unwrap_or(0);
+        if version > known {
+            followed.policies.insert(service.clone(), version);
+            self.events().publish(StreamEvent::Policy { service, version });
+        }
+    }
+
+    /// Whether this node holds (and has just renewed) the scheduler lease.
+    pub(crate) async fn lead(&self) -> bool {
+        let lease = self.config().database.leader_lease.secs();
+        match self
+            .store()
+            .acquire_lease(SCHEDULER_LEASE, self.node_id(), self.now(), lease)
+            .await
+        {
+            Ok(held) => {
+                metrics::gauge!("castellan_scheduler_leader").set(if held { 1.0 } else { 0.0 });
+                held
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the scheduler lease; not running scheduled work");
+                false
+            }
+        }
+    }
+}
+
+/// Takes `lease` for `holder`, waiting up to `wait` while another node
+/// holds it; false when it could not be had in time.
+pub(crate) async fn wait_for_lease(
+    store: &dyn castellan_store::Store,
+    lease: &str,
+    holder: &str,
+    clock: &dyn castellan_core::Clock,
+    ttl: i64,
+    wait: Duration,
+) -> Result<bool, castellan_store::StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if store.acquire_lease(lease, holder, clock.now(), ttl).await? {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
