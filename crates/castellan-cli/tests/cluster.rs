@@ -418,3 +418,176 @@ async fn one_node_rotates_on_schedule_and_another_takes_over_when_it_dies() {
     );
     db.drop_database().await.unwrap();
 }
+
+/// A TCP proxy to the database that can be cut (every connection dropped,
+/// new ones refused) and restored, as a network partition would.
+struct Cable {
+    url: String,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+async fn cable(to: SocketAddr) -> Cable {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let (flag, tasks) = (cut.clone(), conns.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                drop(inbound);
+                continue;
+            }
+            let task = tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+            tasks.lock().unwrap().push(task);
+        }
+    });
+    Cable {
+        url: format!("{addr}"),
+        cut,
+        conns,
+    }
+}
+
+impl Cable {
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.conns.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_its_database_stops_issuing_and_says_so() {
+    let Some((database, db)) =
+        castellan_store::testing::fresh_postgres_database("a_node_that_loses_its_database_stops_issuing_and_says_so")
+            .await
+    else {
+        return;
+    };
+    // The node reaches the database through a cable the test can cut.
+    let url = url::Url::parse(&database).unwrap();
+    let server: SocketAddr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+        .parse()
+        .unwrap();
+    let cable = cable(server).await;
+    let mut through = url.clone();
+    let (host, port) = cable.url.split_once(':').unwrap();
+    through.set_host(Some(host)).unwrap();
+    through.set_port(Some(port.parse().unwrap())).unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let config = dirs.path().join("quick.toml");
+    std::fs::write(
+        &config,
+        "[database]\nacquire_timeout = \"1s\"\nstatement_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        issuer.trim_start_matches("http://"),
+        "--issuer",
+        &issuer,
+    ])
+    .args(["--database", through.as_str(), "--config"])
+    .arg(&config)
+    .arg("--data-dir")
+    .arg(dirs.path().join("n"))
+    .env("CASTELLAN_MASTER_KEY", MASTER_KEY)
+    .env("CASTELLAN_BOOTSTRAP_ADMIN_ID", ADMIN_ID)
+    .env("CASTELLAN_BOOTSTRAP_ADMIN_SECRET", ADMIN_SECRET);
+    let node = Node {
+        proc: Proc::spawn(cmd),
+        http: castellan_testkit::http_client(),
+    };
+    let ready = || async {
+        node.http
+            .get(format!("{}/readyz", node.url()))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(ready().await, 200);
+    let (_, client) = node
+        .admin(
+            &issuer,
+            reqwest::Method::POST,
+            "/clients",
+            Some(json!({"name": "caller", "audiences": ["orders"]})),
+        )
+        .await;
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let (status, t) = node.token(id, secret, &[("audience", "orders")]).await;
+    assert_eq!(status, 200, "{t}");
+    let token = t["access_token"].as_str().unwrap().to_owned();
+    let upstream = echo().await;
+    let g = gate(&issuer, "orders", Some(&upstream.url), &[]).await;
+    let gate_says = |token: String| {
+        let (http, url) = (castellan_testkit::http_client(), format!("{}/x", g.url));
+        async move { http.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(gate_says(token.clone()).await, 200);
+
+    // The database goes away: no token is issued, the answer says to retry,
+    // readiness fails, and the gate keeps serving tokens already issued.
+    cable.cut();
+    let start = std::time::Instant::now();
+    let r = node
+        .http
+        .post(format!("{}/oauth2/token", node.url()))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("audience", "orders")])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = r.json().await.unwrap();
+    eprintln!(
+        "token request with the database cut: {status} after {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("temporarily_unavailable")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
+    assert_eq!(retry.as_deref(), Some("1"));
+    within(Duration::from_secs(5), || async { ready().await == 503 }).await;
+    assert_eq!(
+        gate_says(token.clone()).await,
+        200,
+        "verifiers keep serving genuine tokens"
+    );
+
+    // Back: ready again and issuing.
+    cable.restore();
+    let took = within(Duration::from_secs(10), || async { ready().await == 200 }).await;
+    eprintln!("ready again {took:?} after the database came back");
+    let (status, t) = node.token(id, secret, &[("audience", "orders")]).await;
+    assert_eq!(status, 200, "{t}");
+    drop(g);
+    drop(node);
+    db.drop_database().await.unwrap();
+}

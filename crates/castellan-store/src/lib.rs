@@ -84,7 +84,10 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Database(e) => match e {
+                // A connection cut during its handshake reads as a protocol
+                // error (e.g. an empty answer to the SSL request).
                 sqlx::Error::Io(_)
+                | sqlx::Error::Protocol(_)
                 | sqlx::Error::Tls(_)
                 | sqlx::Error::PoolTimedOut
                 | sqlx::Error::PoolClosed
