@@ -83,7 +83,7 @@ pub enum StartError {
     #[error("a node on a shared database needs {0}")]
     Cluster(String),
     /// The database could not be reached or opened.
-    #[error("database `{url}`: {source}")]
+    #[error("database `{url}` cannot be used")]
     Database {
         /// The URL, password replaced.
         url: String,
@@ -221,6 +221,17 @@ impl Authority {
         let stored_check = store.init_meta("master_key_check", master.check_value()).await?;
         if stored_check != master.check_value() {
             return Err(StartError::WrongMasterKey(what));
+        }
+        if store.is_shared() {
+            // Tokens carry the issuer: a node with another one would issue
+            // tokens the rest of the cluster's verifiers refuse.
+            let issuer = config.issuer();
+            let stored = store.init_meta("issuer", &issuer).await?;
+            if stored != issuer {
+                return Err(StartError::Cluster(format!(
+                    "the issuer its other nodes use, `{stored}` (this node was given `{issuer}`)"
+                )));
+            }
         }
         // The first keys, CAs and admin are created by one node at a time:
         // nodes starting together on an empty database wait for the first.
@@ -562,11 +573,30 @@ impl Authority {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            // One node runs scheduled work: the holder of the scheduler lease.
+            // Every node forgets old sign-in throttle entries; only the
+            // holder of the scheduler lease runs the rest.
+            self.throttle.prune(self.now());
             if !self.lead().await {
                 continue;
             }
-            if let Err(e) = self.maintain().await {
+            // A pass may wait for verifiers (up to keys.ack_timeout): the
+            // lease is renewed meanwhile so no other node takes over mid-pass.
+            let pass = self.maintain();
+            tokio::pin!(pass);
+            let mut renew =
+                tokio::time::interval((self.config.database.leader_lease.0 / 3).max(std::time::Duration::from_secs(1)));
+            renew.tick().await;
+            let result = loop {
+                tokio::select! {
+                    r = &mut pass => break r,
+                    _ = renew.tick() => {
+                        if !self.lead().await {
+                            tracing::warn!("lost the scheduler lease during a pass; key changes stay safe under the key lease");
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::error!(error = %e, "key maintenance failed; will retry");
             }
         }

@@ -135,7 +135,7 @@ impl Default for DatabaseConfig {
             max_connections: 16,
             statement_timeout: HumanDuration::from_secs(5),
             acquire_timeout: HumanDuration::from_secs(5),
-            leader_lease: HumanDuration::from_secs(15),
+            leader_lease: HumanDuration::from_secs(30),
             poll_interval: HumanDuration::from_secs(1),
         }
     }
@@ -547,6 +547,12 @@ impl Config {
         }
         if !(3..=600).contains(&db.leader_lease.secs()) {
             return invalid("database.leader_lease must be between 3s and 10m".to_owned());
+        }
+        if db.leader_lease.secs() < self.keys.check_interval.secs().saturating_mul(2) {
+            return invalid(format!(
+                "database.leader_lease ({}) must be at least twice keys.check_interval ({}): the leader renews it on every pass",
+                db.leader_lease, self.keys.check_interval
+            ));
         }
         let issuer = self.issuer();
         match url::Url::parse(&issuer) {

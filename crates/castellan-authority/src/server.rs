@@ -12,6 +12,7 @@ where
 {
     let scheduler = tokio::spawn(auth.clone().run_scheduler());
     let follower = tokio::spawn(auth.clone().run_follower());
+    let auth_for_release = auth.clone();
     // Open revocation streams would hold a graceful shutdown forever: end them first.
     let closing = auth.clone();
     let shutdown = async move {
@@ -30,5 +31,13 @@ where
     .await;
     scheduler.abort();
     follower.abort();
+    // Let another node lead at once rather than after the lease runs out.
+    if let Err(e) = auth_for_release
+        .store()
+        .release_lease(crate::cluster::SCHEDULER_LEASE, auth_for_release.node_id())
+        .await
+    {
+        tracing::warn!(error = %e, "could not release the scheduler lease; it expires on its own");
+    }
     result
 }

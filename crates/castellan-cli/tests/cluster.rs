@@ -204,6 +204,42 @@ async fn two_nodes_on_one_database_act_as_one_authority() {
         .count();
     assert_eq!(active, 1, "{keys}");
 
+    // A node with another issuer, or another master key, refuses to join
+    // (the server trusts loopback, so a password in the URL is only a secret
+    // that must not be printed).
+    let with_password = database.replacen("postgres@", "postgres:sekret-pw@", 1);
+    assert_ne!(with_password, database);
+    for (issuer, key, says) in [
+        ("http://127.0.0.1:1", MASTER_KEY, "needs the issuer its other nodes use"),
+        (
+            lb.url.as_str(),
+            "YW5vdGhlciBjYXN0ZWxsYW4gbWFzdGVyIGtleSAzMmI=",
+            "master key does not match",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                &with_password,
+                "--issuer",
+                issuer,
+            ])
+            .arg("--data-dir")
+            .arg(dirs.path().join("stray"))
+            .env("CASTELLAN_MASTER_KEY", key)
+            .env("CASTELLAN_BOOTSTRAP_ADMIN_ID", ADMIN_ID)
+            .env("CASTELLAN_BOOTSTRAP_ADMIN_SECRET", ADMIN_SECRET)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{err}");
+        assert!(!err.contains("sekret-pw"), "the database password is not echoed: {err}");
+    }
+    assert_eq!(b.jwks_kids().await, kids, "nothing changed");
+
     // A client created on A gets tokens from B.
     let (status, client) = a
         .admin(

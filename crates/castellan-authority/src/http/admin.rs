@@ -521,7 +521,11 @@ async fn rotate_keys(State(auth): State<Arc<Authority>>, req: Request) -> Result
     let outcome = tokio::spawn(async move { rotating.rotate_keys(body.emergency).await })
         .await
         .map_err(|e| ApiError::server_error(&e))?
-        .map_err(|e| ApiError::server_error(&e))?;
+        .map_err(|e| match e {
+            crate::keys::KeyError::Store(s) => ApiError::server_error(&s),
+            crate::keys::KeyError::Busy => ApiError::conflict(e.to_string()),
+            other => ApiError::server_error(&other),
+        })?;
     Ok(Json(KeyList {
         keys: outcome.keys.infos.clone(),
         laggards: outcome.laggards,
