@@ -151,6 +151,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         value: &str,
         now: UnixTime,
     ) -> StoreResult<Option<RevocationEvent>>;
+    /// [`find_revocation`](Self::find_revocation) for several `(kind, value)`
+    /// pairs at once, in the order asked (one round trip where the backend
+    /// allows it: token checks ask four at a time).
+    async fn find_revocations(
+        &self,
+        wanted: &[(RevocationKind, &str)],
+        now: UnixTime,
+    ) -> StoreResult<Vec<Option<RevocationEvent>>> {
+        let mut out = Vec::with_capacity(wanted.len());
+        for (kind, value) in wanted {
+            out.push(self.find_revocation(*kind, value, now).await?);
+        }
+        Ok(out)
+    }
     /// The highest sequence number ever assigned (0 when none).
     async fn latest_revocation_seq(&self) -> StoreResult<i64>;
     /// Drops events that expired before `now`; returns how many.

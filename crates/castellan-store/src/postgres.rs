@@ -457,6 +457,34 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn find_revocations(
+        &self,
+        wanted: &[(RevocationKind, &str)],
+        now: UnixTime,
+    ) -> StoreResult<Vec<Option<RevocationEvent>>> {
+        // One round trip: the newest unexpired event per pair, as find_revocation picks it.
+        let (kinds, values): (Vec<&str>, Vec<&str>) = wanted
+            .iter()
+            .filter(|(_, v)| !unstorable(v))
+            .map(|(k, v)| (k.as_str(), *v))
+            .unzip();
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (r.kind, r.value) r.* FROM revocations r \
+             JOIN unnest($1::text[], $2::text[]) AS q(kind, value) ON r.kind = q.kind AND r.value = q.value \
+             WHERE r.expires_at >= $3 ORDER BY r.kind, r.value, r.not_before DESC, r.seq DESC",
+        )
+        .bind(&kinds)
+        .bind(&values)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let found: Vec<RevocationEvent> = rows.iter().map(rows::event).collect::<StoreResult<_>>()?;
+        Ok(wanted
+            .iter()
+            .map(|(k, v)| found.iter().find(|e| e.kind == *k && e.value == *v).cloned())
+            .collect())
+    }
+
     async fn find_revocation(
         &self,
         kind: RevocationKind,

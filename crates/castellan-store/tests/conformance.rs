@@ -986,6 +986,7 @@ async fn conformance(store: Arc<dyn Store>) {
     probe_runs_keep_the_newest(&*store).await;
     nul_bytes_find_nothing(&*store).await;
     leases_have_one_holder_until_they_expire(&*store).await;
+    batched_revocation_lookups_match_single_ones(&*store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2014,4 +2015,46 @@ async fn postgres_changes_announced_on_one_node_reach_every_node() {
     drop(on_a);
     drop(on_b);
     db.drop_database().await.unwrap();
+}
+
+async fn batched_revocation_lookups_match_single_ones(store: &dyn Store) {
+    let now = 50_000;
+    // Two events for one subject: the newer `not_before` wins, as in find_revocation.
+    store
+        .append_revocation(RevocationKind::Subject, "batch-u", now - 10, now - 10, now + 100)
+        .await
+        .unwrap();
+    store
+        .append_revocation(RevocationKind::Subject, "batch-u", now - 5, now - 5, now + 100)
+        .await
+        .unwrap();
+    store
+        .append_revocation(RevocationKind::Session, "batch-s", now, now, now + 100)
+        .await
+        .unwrap();
+    // Expired: not found.
+    store
+        .append_revocation(RevocationKind::Client, "batch-c", now - 100, now - 100, now - 1)
+        .await
+        .unwrap();
+    let wanted = [
+        (RevocationKind::Key, "batch-none"),
+        (RevocationKind::Session, "batch-s"),
+        (RevocationKind::Subject, "batch-u"),
+        (RevocationKind::Client, "batch-c"),
+        // Same value, other kind: kinds are not mixed up.
+        (RevocationKind::Client, "batch-s"),
+        (RevocationKind::Session, "nul\0byte"),
+    ];
+    let batch = store.find_revocations(&wanted, now).await.unwrap();
+    assert_eq!(batch.len(), wanted.len());
+    for ((kind, value), got) in wanted.iter().zip(&batch) {
+        assert_eq!(
+            got,
+            &store.find_revocation(*kind, value, now).await.unwrap(),
+            "{kind:?} {value}"
+        );
+    }
+    assert_eq!(batch[2].as_ref().unwrap().not_before, now - 5);
+    assert!(batch[1].is_some() && batch[0].is_none() && batch[3].is_none() && batch[4].is_none());
 }
