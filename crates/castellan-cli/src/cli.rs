@@ -68,6 +68,9 @@ pub enum Command {
     /// authority knows (services, verifiers and their lag, keys, token lifetimes, policies)
     /// and the last recorded probe runs, each finding with its evidence.
     Report(crate::report::ReportArgs),
+    /// Work on a store directly, with the authority stopped: move a single node to PostgreSQL.
+    #[command(subcommand)]
+    Store(crate::store_cmd::StoreCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,5 +342,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decisions(args) => crate::decisions::run(args).await,
         Command::Probe(args) => crate::probe::run(args).await,
         Command::Report(args) => crate::report::run(args).await,
+        Command::Store(cmd) => crate::store_cmd::run(cmd).await,
     }
 }

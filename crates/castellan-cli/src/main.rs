@@ -17,6 +17,7 @@ mod policy;
 mod probe;
 mod report;
 mod serve;
+mod store_cmd;
 mod users;
 mod workload;
 mod workload_agent;
