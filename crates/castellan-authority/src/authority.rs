@@ -498,7 +498,13 @@ impl Authority {
     async fn wait_for_ack(&self, kid: &str) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + self.config.keys.ack_timeout.0;
         loop {
-            let laggards = self.verifiers.laggards(kid, self.now());
+            let laggards: Vec<String> = self
+                .verifier_views()
+                .await
+                .into_iter()
+                .filter(|v| v.live && !v.kids.iter().any(|k| k == kid))
+                .map(|v| v.verifier_id)
+                .collect();
             if laggards.is_empty() || tokio::time::Instant::now() >= deadline {
                 if !laggards.is_empty() {
                     tracing::warn!(kid, laggards = ?laggards, "promoting a key some live verifiers do not hold yet");
@@ -549,6 +555,11 @@ impl Authority {
         let purged = self.store.purge_grants(now).await?;
         if purged > 0 {
             tracing::debug!(purged, "expired codes, sessions and refresh tokens purged");
+        }
+        if self.store.is_shared() {
+            self.store
+                .prune_heartbeats(now.saturating_sub(crate::events::LIVENESS_SECONDS * 10))
+                .await?;
         }
         let cut = now.saturating_sub(self.config.decisions.retention.secs());
         let pruned = self.store.prune_decisions(cut).await?;

@@ -160,6 +160,59 @@ impl Authority {
         }
     }
 
+    /// Records a verifier's heartbeat: in this node's memory and, on a
+    /// shared store, in the store, where every node sees it (verifiers
+    /// report to whichever node the load balancer picks).
+    pub(crate) async fn record_heartbeat(&self, hb: crate::events::Heartbeat, latest_seq: i64) {
+        let now = self.now();
+        if self.store().is_shared() {
+            let row = castellan_store::HeartbeatRecord {
+                verifier_id: hb.verifier_id.clone(),
+                audience: hb.audience.clone(),
+                kind: hb.kind.clone(),
+                kids: hb.kids.clone(),
+                last_seq: hb.last_seq,
+                transport: hb.transport.clone(),
+                seen_at: now,
+                latest_seq,
+                latest_at_previous: hb.last_seq,
+            };
+            if let Err(e) = self.store().record_heartbeat(&row).await {
+                tracing::warn!(error = %e, "heartbeat not shared with the other nodes; kept in this node's memory");
+            }
+        }
+        self.verifiers().record(hb, now, latest_seq);
+    }
+
+    /// Every verifier heard from: all nodes' heartbeats on a shared store,
+    /// this node's otherwise (or when the store cannot be read).
+    pub async fn verifier_views(&self) -> Vec<crate::events::VerifierView> {
+        let now = self.now();
+        if self.store().is_shared() {
+            let since = now.saturating_sub(crate::events::LIVENESS_SECONDS * 10);
+            match self.store().list_heartbeats(since).await {
+                Ok(rows) => {
+                    return rows
+                        .into_iter()
+                        .map(|h| crate::events::VerifierView {
+                            stream_lag: h.latest_at_previous.saturating_sub(h.last_seq).max(0),
+                            live: now.saturating_sub(h.seen_at) <= crate::events::LIVENESS_SECONDS,
+                            verifier_id: h.verifier_id,
+                            audience: h.audience,
+                            kind: h.kind,
+                            kids: h.kids,
+                            last_seq: h.last_seq,
+                            last_seen: h.seen_at,
+                            transport: h.transport,
+                        })
+                        .collect();
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the shared heartbeats; showing this node's"),
+            }
+        }
+        self.verifiers().list(now)
+    }
+
     /// Whether this node holds (and has just renewed) the scheduler lease.
     pub(crate) async fn lead(&self) -> bool {
         let lease = self.config().database.leader_lease.secs();

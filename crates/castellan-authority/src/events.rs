@@ -225,15 +225,6 @@ impl VerifierRegistry {
         out.sort_by(|a, b| a.audience.cmp(&b.audience).then(a.verifier_id.cmp(&b.verifier_id)));
         out
     }
-
-    /// Live verifiers that do not hold `kid`.
-    pub fn laggards(&self, kid: &str, now: UnixTime) -> Vec<String> {
-        self.list(now)
-            .into_iter()
-            .filter(|v| v.live && !v.kids.iter().any(|k| k == kid))
-            .map(|v| v.verifier_id)
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -268,6 +268,15 @@ async fn two_nodes_on_one_database_act_as_one_authority() {
         async move { http.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
     };
     assert_eq!(call(token.clone()).await, 200);
+    // The gate reports to B; A sees it too (heartbeats are shared through the database).
+    within(Duration::from_secs(12), || async {
+        let (_, v) = a.admin(&lb.url, reqwest::Method::GET, "/verifiers", None).await;
+        v["verifiers"].as_array().is_some_and(|list| {
+            list.iter()
+                .any(|x| x["audience"] == "orders" && x["kind"] == "gate" && x["live"] == true)
+        })
+    })
+    .await;
     let sid = castellan_jose::decode_unverified_claims(&token).unwrap()["sid"]
         .as_str()
         .unwrap()

@@ -47,8 +47,9 @@ use std::time::Duration;
 /// Tables of the SQLite schema the copy leaves out, on purpose: SQLite's own
 /// bookkeeping (`castellan_schema` is the schema version, `sqlite_sequence`
 /// the highest ids ever assigned, which the copy reads into the PostgreSQL
-/// counters) and `leases`, state of the nodes running now.
-pub const SKIPPED_TABLES: &[&str] = &["castellan_schema", "sqlite_sequence", "leases"];
+/// counters), `leases` and `verifier_heartbeats`, state of the nodes and
+/// verifiers running now.
+pub const SKIPPED_TABLES: &[&str] = &["castellan_schema", "sqlite_sequence", "leases", "verifier_heartbeats"];
 
 /// The tables the copy fills, in copy order (a table before those that refer to it).
 pub fn copied_tables() -> Vec<&'static str> {
@@ -1071,7 +1072,7 @@ mod tests {
         let rows = sqlx::query(
             "SELECT table_name::TEXT AS t, column_name::TEXT AS c, data_type::TEXT AS d \
              FROM information_schema.columns WHERE table_schema = 'public' \
-             AND table_name NOT IN ('counters', 'leases', '_sqlx_migrations')",
+             AND table_name NOT IN ('counters', 'leases', 'verifier_heartbeats', '_sqlx_migrations')",
         )
         .fetch_all(&mut conn)
         .await

@@ -17,9 +17,9 @@ mod sqlite;
 pub mod testing;
 
 pub use model::{
-    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord, KeyState,
-    PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord,
-    UserRecord, WorkloadRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord, KeyRecord,
+    KeyState, PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind,
+    SessionRecord, UserRecord, WorkloadRecord,
 };
 pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
@@ -304,4 +304,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Notice>> {
         None
     }
+
+    /// Records a verifier's heartbeat, replacing its previous one; the
+    /// store sets `latest_at_previous` from the previous one's `latest_seq`.
+    async fn record_heartbeat(&self, hb: &HeartbeatRecord) -> StoreResult<()>;
+    /// Heartbeats that arrived at or after `since`, by audience and verifier id.
+    async fn list_heartbeats(&self, since: UnixTime) -> StoreResult<Vec<HeartbeatRecord>>;
+    /// Forgets heartbeats that arrived before `before`; returns how many.
+    async fn prune_heartbeats(&self, before: UnixTime) -> StoreResult<u64>;
 }

@@ -179,6 +179,20 @@ CREATE TABLE leases (
     expires_at INTEGER NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE verifier_heartbeats (
+    verifier_id        TEXT PRIMARY KEY,
+    audience           TEXT NOT NULL,
+    kind               TEXT,
+    kids               TEXT NOT NULL,
+    last_seq           INTEGER NOT NULL,
+    transport          TEXT,
+    seen_at            INTEGER NOT NULL,
+    latest_seq         INTEGER NOT NULL,
+    latest_at_previous INTEGER NOT NULL
+);
+CREATE INDEX verifier_heartbeats_by_seen ON verifier_heartbeats (seen_at);
+"#,
 ];
 
 /// PostgreSQL schema versions as `(version, description, sql)`, applied by
@@ -373,6 +387,24 @@ CREATE TABLE leases (
     holder     TEXT NOT NULL,
     expires_at BIGINT NOT NULL
 );
+"#,
+    ),
+    (
+        3,
+        "verifier heartbeats shared by the nodes",
+        r#"
+CREATE TABLE verifier_heartbeats (
+    verifier_id        TEXT COLLATE "C" PRIMARY KEY,
+    audience           TEXT COLLATE "C" NOT NULL,
+    kind               TEXT,
+    kids               TEXT NOT NULL,
+    last_seq           BIGINT NOT NULL,
+    transport          TEXT,
+    seen_at            BIGINT NOT NULL,
+    latest_seq         BIGINT NOT NULL,
+    latest_at_previous BIGINT NOT NULL
+);
+CREATE INDEX verifier_heartbeats_by_seen ON verifier_heartbeats (seen_at);
 "#,
     ),
 ];

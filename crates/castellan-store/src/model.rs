@@ -478,3 +478,28 @@ pub struct ProbeRunRecord {
     /// The JSON report.
     pub report: String,
 }
+
+/// A verifier's latest heartbeat, shared by the nodes of a cluster (each
+/// verifier reports to whichever node the load balancer picks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatRecord {
+    /// The verifier instance.
+    pub verifier_id: String,
+    /// The audience it checks.
+    pub audience: String,
+    /// `library` or `gate`.
+    pub kind: Option<String>,
+    /// Kids it held.
+    pub kids: Vec<String>,
+    /// Last revocation sequence number it had applied.
+    pub last_seq: i64,
+    /// How its accepted calls arrived.
+    pub transport: Option<String>,
+    /// When the heartbeat arrived.
+    pub seen_at: UnixTime,
+    /// The newest sequence number when it arrived.
+    pub latest_seq: i64,
+    /// The newest sequence number at the verifier's previous heartbeat (its
+    /// own `last_seq` on the first): set by the store on record.
+    pub latest_at_previous: i64,
+}

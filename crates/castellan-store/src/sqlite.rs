@@ -3,7 +3,7 @@
 
 use crate::migrations;
 use crate::{
-    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord,
+    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord, KeyRecord,
     PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord,
     Store, StoreError, StoreResult, UserRecord, WorkloadRecord,
 };
@@ -1110,6 +1110,62 @@ impl Store for SqliteStore {
             recorded_by: recorded_by.to_owned(),
             report: report.to_owned(),
         })
+    }
+
+    async fn record_heartbeat(&self, hb: &HeartbeatRecord) -> StoreResult<()> {
+        let kids = serde_json::to_string(&hb.kids).map_err(|e| corrupt("heartbeat", e))?;
+        sqlx::query(
+            "INSERT INTO verifier_heartbeats (verifier_id, audience, kind, kids, last_seq, transport, seen_at, \
+             latest_seq, latest_at_previous) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (verifier_id) DO UPDATE SET audience = excluded.audience, kind = excluded.kind, \
+             kids = excluded.kids, last_seq = excluded.last_seq, transport = excluded.transport, \
+             seen_at = excluded.seen_at, latest_at_previous = verifier_heartbeats.latest_seq, \
+             latest_seq = excluded.latest_seq",
+        )
+        .bind(&hb.verifier_id)
+        .bind(&hb.audience)
+        .bind(&hb.kind)
+        .bind(kids)
+        .bind(hb.last_seq)
+        .bind(&hb.transport)
+        .bind(hb.seen_at)
+        .bind(hb.latest_seq)
+        // The first heartbeat has no earlier reference: no lag is known yet.
+        .bind(hb.last_seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_heartbeats(&self, since: UnixTime) -> StoreResult<Vec<HeartbeatRecord>> {
+        let rows = sqlx::query("SELECT * FROM verifier_heartbeats WHERE seen_at >= ? ORDER BY audience, verifier_id")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let kids: String = r.try_get("kids")?;
+                Ok(HeartbeatRecord {
+                    verifier_id: r.try_get("verifier_id")?,
+                    audience: r.try_get("audience")?,
+                    kind: r.try_get("kind")?,
+                    kids: serde_json::from_str(&kids).map_err(|e| corrupt("heartbeat", e))?,
+                    last_seq: r.try_get("last_seq")?,
+                    transport: r.try_get("transport")?,
+                    seen_at: r.try_get("seen_at")?,
+                    latest_seq: r.try_get("latest_seq")?,
+                    latest_at_previous: r.try_get("latest_at_previous")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_heartbeats(&self, before: UnixTime) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM verifier_heartbeats WHERE seen_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     async fn acquire_lease(&self, name: &str, holder: &str, now: UnixTime, ttl: i64) -> StoreResult<bool> {

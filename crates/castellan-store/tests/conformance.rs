@@ -4,8 +4,8 @@
 
 use castellan_store::testing::fresh_postgres_database;
 use castellan_store::{
-    AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord,
-    KeyState, Notice, PgOptions, PostgresStore, Redeemed, RefreshTokenRecord, RevocationKind, SessionRecord,
+    AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord,
+    KeyRecord, KeyState, Notice, PgOptions, PostgresStore, Redeemed, RefreshTokenRecord, RevocationKind, SessionRecord,
     SqliteStore, Store, StoreError, UserRecord, WorkloadRecord,
 };
 use std::sync::Arc;
@@ -987,6 +987,7 @@ async fn conformance(store: Arc<dyn Store>) {
     nul_bytes_find_nothing(&*store).await;
     leases_have_one_holder_until_they_expire(&*store).await;
     batched_revocation_lookups_match_single_ones(&*store).await;
+    heartbeats_remember_the_previous_reference(&*store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2057,4 +2058,44 @@ async fn batched_revocation_lookups_match_single_ones(store: &dyn Store) {
     }
     assert_eq!(batch[2].as_ref().unwrap().not_before, now - 5);
     assert!(batch[1].is_some() && batch[0].is_none() && batch[3].is_none() && batch[4].is_none());
+}
+
+async fn heartbeats_remember_the_previous_reference(store: &dyn Store) {
+    let hb = |id: &str, last_seq: i64, seen_at: i64, latest_seq: i64| HeartbeatRecord {
+        verifier_id: id.into(),
+        audience: "orders".into(),
+        kind: Some("gate".into()),
+        kids: vec!["k1".into(), "k2".into()],
+        last_seq,
+        transport: Some("mtls".into()),
+        seen_at,
+        latest_seq,
+        latest_at_previous: -1, // set by the store
+    };
+    store.record_heartbeat(&hb("v-1", 5, 1_000, 5)).await.unwrap();
+    let first = store.list_heartbeats(0).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].latest_at_previous, 5, "first heartbeat: its own last_seq");
+    assert_eq!(first[0].kids, vec!["k1", "k2"]);
+    store.record_heartbeat(&hb("v-1", 7, 1_010, 9)).await.unwrap();
+    store.record_heartbeat(&hb("v-1", 7, 1_020, 12)).await.unwrap();
+    let mut other = hb("v-0", 1, 1_015, 9);
+    other.kind = None;
+    other.transport = None;
+    store.record_heartbeat(&other).await.unwrap();
+    let all = store.list_heartbeats(0).await.unwrap();
+    assert_eq!(
+        all.iter().map(|h| h.verifier_id.as_str()).collect::<Vec<_>>(),
+        ["v-0", "v-1"]
+    );
+    let v1 = &all[1];
+    assert_eq!(
+        (v1.last_seq, v1.latest_seq, v1.latest_at_previous, v1.seen_at),
+        (7, 12, 9, 1_020)
+    );
+    assert_eq!(all[0].kind, None);
+    assert_eq!(store.list_heartbeats(1_016).await.unwrap().len(), 1);
+    assert_eq!(store.prune_heartbeats(1_016).await.unwrap(), 1);
+    assert_eq!(store.list_heartbeats(0).await.unwrap().len(), 1);
+    store.prune_heartbeats(i64::MAX).await.unwrap();
 }

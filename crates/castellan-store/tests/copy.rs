@@ -564,7 +564,10 @@ async fn a_single_node_store_moves_to_postgres_whole() {
         assert_eq!(report.rows(table), Some(rows), "{table}");
     }
     assert_eq!(report.rows("leases"), None);
-    assert_eq!(report.skipped, vec!["castellan_schema", "sqlite_sequence", "leases"]);
+    assert_eq!(
+        report.skipped,
+        vec!["castellan_schema", "sqlite_sequence", "leases", "verifier_heartbeats"]
+    );
     assert_eq!(report.revocation_seq, 7);
     assert!(report.target.ends_with(&format!("/{}", db.name())), "{}", report.target);
     let finals: Vec<(&str, u64)> = report.tables.iter().map(|t| (t.table, t.rows)).collect();

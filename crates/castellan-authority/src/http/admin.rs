@@ -584,7 +584,7 @@ async fn list_verifiers(State(auth): State<Arc<Authority>>, headers: HeaderMap) 
         .latest_revocation_seq()
         .await
         .map_err(|e| ApiError::server_error(&e))?;
-    let verifiers = auth.verifiers().list(auth.now());
+    let verifiers = auth.verifier_views().await;
     Ok(Json(serde_json::json!({ "verifiers": verifiers, "latest_seq": latest })).into_response())
 }
 

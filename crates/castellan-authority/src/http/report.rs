@@ -201,7 +201,7 @@ async fn report(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Resul
             .saturating_add(k.ack_timeout.secs())
             .saturating_add(k.check_interval.secs().saturating_mul(2)),
         tokens,
-        verifiers: auth.verifiers().list(now),
+        verifiers: auth.verifier_views().await,
         client_audiences,
         policy_services,
         runs,

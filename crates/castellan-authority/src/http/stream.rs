@@ -214,6 +214,6 @@ pub async fn heartbeat(State(auth): State<Arc<Authority>>, req: Request) -> Resu
             hb.last_seq
         }
     };
-    auth.verifiers().record(hb, auth.now(), latest);
+    auth.record_heartbeat(hb, latest).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
