@@ -194,6 +194,43 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Spends a single-use row (`used_at` unset, not expired) of `table`,
+    /// found by `key`, in one statement: a racer blocks on the row, then
+    /// re-checks `used_at IS NULL` against the winner's commit and spends
+    /// nothing. When nothing was spent, tells a replay from an unknown or
+    /// expired value.
+    async fn spend_once<T>(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        hash: &[u8],
+        now: UnixTime,
+        decode: fn(&sqlx::postgres::PgRow) -> StoreResult<T>,
+    ) -> StoreResult<Redeemed<T>> {
+        let spent = sqlx::query(&format!(
+            "UPDATE {table} SET used_at = $1 WHERE {key} = $2 AND used_at IS NULL AND expires_at > $1 RETURNING *"
+        ))
+        .bind(now)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = spent {
+            return Ok(Redeemed::Fresh(decode(&row)?));
+        }
+        let Some(row) = sqlx::query(&format!("SELECT * FROM {table} WHERE {key} = $1"))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(Redeemed::Unknown);
+        };
+        let used: Option<i64> = sqlx::Row::try_get(&row, "used_at")?;
+        Ok(match used {
+            Some(_) => Redeemed::Replayed(decode(&row)?),
+            None => Redeemed::Unknown,
+        })
+    }
+
     async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
     }
@@ -780,32 +817,8 @@ impl Store for PostgresStore {
     }
 
     async fn redeem_code(&self, code_hash: &[u8], now: UnixTime) -> StoreResult<Redeemed<AuthCodeRecord>> {
-        // One statement spends it; a racer blocks on the row, then re-checks
-        // `used_at IS NULL` against the winner's commit and spends nothing.
-        let spent = sqlx::query(
-            "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING *",
-        )
-        .bind(now)
-        .bind(code_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = spent {
-            return Ok(Redeemed::Fresh(rows::code(&row)?));
-        }
-        // Not spent now: tell a replay from an unknown or expired code.
-        let Some(row) = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = $1")
-            .bind(code_hash)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(Redeemed::Unknown);
-        };
-        let used: Option<i64> = sqlx::Row::try_get(&row, "used_at")?;
-        Ok(match used {
-            Some(_) => Redeemed::Replayed(rows::code(&row)?),
-            None => Redeemed::Unknown,
-        })
+        self.spend_once("auth_codes", "code_hash", code_hash, now, rows::code)
+            .await
     }
 
     async fn insert_refresh_token(&self, t: &RefreshTokenRecord, now: UnixTime) -> StoreResult<()> {
@@ -1000,31 +1013,9 @@ impl Store for PostgresStore {
     }
 
     async fn redeem_join_token(&self, token_hash: &[u8], now: UnixTime) -> StoreResult<Redeemed<JoinTokenRecord>> {
-        // As for codes: one conditional UPDATE spends it. Deleting the
-        // workload deletes its tokens, so a token of a gone workload is unknown.
-        let spent = sqlx::query(
-            "UPDATE join_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING *",
-        )
-        .bind(now)
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = spent {
-            return Ok(Redeemed::Fresh(rows::join_token(&row)?));
-        }
-        let Some(row) = sqlx::query("SELECT * FROM join_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(Redeemed::Unknown);
-        };
-        let used: Option<i64> = sqlx::Row::try_get(&row, "used_at")?;
-        Ok(match used {
-            Some(_) => Redeemed::Replayed(rows::join_token(&row)?),
-            None => Redeemed::Unknown,
-        })
+        // Deleting a workload deletes its tokens: a token of a gone workload is unknown.
+        self.spend_once("join_tokens", "token_hash", token_hash, now, rows::join_token)
+            .await
     }
 
     async fn append_policy_version(
