@@ -127,6 +127,8 @@ fn cluster_settings(config: &Config, env: &StartEnv) -> Result<(), StartError> {
 pub struct Authority {
     /// This process among the nodes sharing a database (random per start).
     node_id: String,
+    /// Bounds heartbeat writes to a shared store.
+    heartbeat_writers: Arc<tokio::sync::Semaphore>,
     config: Config,
     issuer: String,
     store: Arc<dyn Store>,
@@ -280,6 +282,7 @@ impl Authority {
         .map_err(|e| StartError::Bootstrap(format!("internal CA: {e}")))?;
         let authority = Arc::new(Self {
             node_id,
+            heartbeat_writers: Arc::new(tokio::sync::Semaphore::new(crate::cluster::HEARTBEAT_WRITERS)),
             issuer: config.issuer(),
             store,
             master,
@@ -444,6 +447,10 @@ impl Authority {
     /// This node's id among the nodes sharing the database.
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    pub(crate) fn heartbeat_writers(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.heartbeat_writers
     }
 
     /// The sign-in throttle.

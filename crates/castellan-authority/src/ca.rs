@@ -21,6 +21,9 @@ pub enum CaManagerError {
     /// A stored CA is unusable, or generation failed.
     #[error(transparent)]
     Ca(#[from] CaError),
+    /// Another node has been changing the CAs for longer than a change takes.
+    #[error("another node holds the CA lease; try again")]
+    Busy,
     /// A sealed private key could not be opened (wrong master key?).
     #[error("CA `{0}`: private key cannot be unsealed")]
     Unseal(String),
@@ -91,6 +94,9 @@ impl CaSchedule {
         u64::try_from(secs).unwrap_or(u64::MAX)
     }
 }
+
+/// The lease every node takes, on a shared store, before it changes the CAs.
+pub const CA_LEASE: &str = "ca";
 
 /// Loads, rotates and hands out the CA.
 pub struct CaManager {
@@ -202,12 +208,23 @@ impl CaManager {
         })
     }
 
+    async fn cluster_lock(&self) -> Result<crate::cluster::HeldLease, CaManagerError> {
+        crate::cluster::hold(&self.store, self.clock.as_ref(), CA_LEASE)
+            .await
+            .map_err(|e| match e {
+                crate::cluster::HoldError::Store(e) => CaManagerError::Store(e),
+                crate::cluster::HoldError::Busy => CaManagerError::Busy,
+            })
+    }
+
     /// Reads the CAs again (another node may have rotated them); true when
     /// one appeared, left, or changed state.
     ///
     /// # Errors
     /// The store, or a CA key that cannot be unsealed.
     pub async fn refresh(&self) -> Result<bool, CaManagerError> {
+        // Never interleaved with a local change (see KeyManager::refresh).
+        let _guard = self.writing.lock().await;
         let records = self.store.list_cas().await?;
         let set = Self::load(&self.master, &records)?;
         let changed = set.records.iter().map(|(id, state, _)| (id, state)).ne(self
@@ -241,6 +258,7 @@ impl CaManager {
     pub async fn rotate(&self, force: bool, withdraw: bool) -> Result<Arc<CaSet>, CaManagerError> {
         let force = force || withdraw;
         let _guard = self.writing.lock().await;
+        let _cluster = self.cluster_lock().await?;
         let now = self.clock.now();
         let records = self.store.list_cas().await?;
         if !force {
@@ -322,8 +340,16 @@ impl CaManager {
         });
         if due {
             // The next CA is as old as the active one's signing period,
-            // which the configuration keeps at least `max_svid_ttl`.
-            self.rotate(true, false).await?;
+            // which the configuration keeps at least `max_svid_ttl`; not
+            // forced, so a node passing just after another's rotation finds
+            // the new next CA too young and rotates nothing.
+            match self.rotate(false, false).await {
+                Ok(_) => {}
+                Err(CaManagerError::TooSoon { .. }) => {
+                    tracing::debug!("the CA was rotated meanwhile (by another node); nothing to do");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let expired: Vec<String> = records
             .iter()
@@ -334,6 +360,7 @@ impl CaManager {
             return Ok(due);
         }
         let _guard = self.writing.lock().await;
+        let _cluster = self.cluster_lock().await?;
         self.store.write_cas(&[], &expired).await?;
         self.current
             .store(Arc::new(Self::load(&self.master, &self.store.list_cas().await?)?));

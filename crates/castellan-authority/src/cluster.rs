@@ -27,6 +27,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Heartbeat writes to a shared store in flight at once, per node.
+pub const HEARTBEAT_WRITERS: usize = 4;
+
 /// The lease that elects the node running scheduled work.
 pub const SCHEDULER_LEASE: &str = "scheduler";
 /// The lease held while the first keys, CAs and admin are created.
@@ -160,25 +163,36 @@ impl Authority {
         }
     }
 
-    /// Records a verifier's heartbeat: in this node's memory and, on a
-    /// shared store, in the store, where every node sees it (verifiers
-    /// report to whichever node the load balancer picks).
-    pub(crate) async fn record_heartbeat(&self, hb: crate::events::Heartbeat, latest_seq: i64) {
+    /// Records a verifier's heartbeat: in this node's memory at once and, on
+    /// a shared store, in the store (where every node sees it; verifiers
+    /// report to whichever node the load balancer picks). The store write is
+    /// off the request path and bounded: at most [`HEARTBEAT_WRITERS`] at a
+    /// time, the rest skipped (the verifier reports again within seconds), so
+    /// a flood of heartbeats never takes the connections tokens need.
+    pub(crate) fn record_heartbeat(self: &Arc<Self>, hb: crate::events::Heartbeat, latest_seq: i64) {
         let now = self.now();
         if self.store().is_shared() {
-            let row = castellan_store::HeartbeatRecord {
-                verifier_id: hb.verifier_id.clone(),
-                audience: hb.audience.clone(),
-                kind: hb.kind.clone(),
-                kids: hb.kids.clone(),
-                last_seq: hb.last_seq,
-                transport: hb.transport.clone(),
-                seen_at: now,
-                latest_seq,
-                latest_at_previous: hb.last_seq,
-            };
-            if let Err(e) = self.store().record_heartbeat(&row).await {
-                tracing::warn!(error = %e, "heartbeat not shared with the other nodes; kept in this node's memory");
+            if let Ok(permit) = self.heartbeat_writers().clone().try_acquire_owned() {
+                let row = castellan_store::HeartbeatRecord {
+                    verifier_id: hb.verifier_id.clone(),
+                    audience: hb.audience.clone(),
+                    kind: hb.kind.clone(),
+                    kids: hb.kids.clone(),
+                    last_seq: hb.last_seq,
+                    transport: hb.transport.clone(),
+                    seen_at: now,
+                    latest_seq,
+                    latest_at_previous: hb.last_seq,
+                };
+                let auth = Arc::clone(self);
+                tokio::spawn(async move {
+                    if let Err(e) = auth.store().record_heartbeat(&row).await {
+                        tracing::warn!(error = %e, "heartbeat not shared with the other nodes; kept in this node's memory");
+                    }
+                    drop(permit);
+                });
+            } else {
+                metrics::counter!("castellan_heartbeats_not_shared_total").increment(1);
             }
         }
         self.verifiers().record(hb, now, latest_seq);
@@ -192,7 +206,7 @@ impl Authority {
             let since = now.saturating_sub(crate::events::LIVENESS_SECONDS * 10);
             match self.store().list_heartbeats(since).await {
                 Ok(rows) => {
-                    return rows
+                    let mut views: Vec<crate::events::VerifierView> = rows
                         .into_iter()
                         .map(|h| crate::events::VerifierView {
                             stream_lag: h.latest_at_previous.saturating_sub(h.last_seq).max(0),
@@ -206,6 +220,13 @@ impl Authority {
                             transport: h.transport,
                         })
                         .collect();
+                    // What this node heard but could not share yet.
+                    for mine in self.verifiers().list(now) {
+                        if !views.iter().any(|v| v.verifier_id == mine.verifier_id) {
+                            views.push(mine);
+                        }
+                    }
+                    return views;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the shared heartbeats; showing this node's"),
             }
@@ -252,5 +273,70 @@ pub(crate) async fn wait_for_lease(
             return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Why a cluster-wide lock could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] castellan_store::StoreError),
+    /// Another node has held it for longer than a change takes.
+    #[error("another node holds the lease")]
+    Busy,
+}
+
+/// How long a node may hold a [`hold`] lease, seconds.
+const HOLD_SECS: i64 = 30;
+
+/// Holds a lease taken by [`hold`] until dropped (released by a background
+/// task; if there is no runtime any more it expires on its own).
+#[derive(Debug)]
+pub(crate) struct HeldLease {
+    store: Option<Arc<dyn castellan_store::Store>>,
+    name: &'static str,
+    holder: String,
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take() {
+            let (name, holder) = (self.name, std::mem::take(&mut self.holder));
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = store.release_lease(name, &holder).await {
+                        tracing::warn!(error = %e, lease = name, "could not release a lease; it expires on its own");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// On a store other nodes share, waits (at most 35 s) for the cluster-wide
+/// lease `name`, so a change is decided on state no other node is changing;
+/// nothing to take on a store no other node shares.
+pub(crate) async fn hold(
+    store: &Arc<dyn castellan_store::Store>,
+    clock: &dyn castellan_core::Clock,
+    name: &'static str,
+) -> Result<HeldLease, HoldError> {
+    if !store.is_shared() {
+        return Ok(HeldLease {
+            store: None,
+            name,
+            holder: String::new(),
+        });
+    }
+    let holder = crate::secrets::random_id("hold-").map_err(|_| HoldError::Busy)?;
+    if wait_for_lease(store.as_ref(), name, &holder, clock, HOLD_SECS, Duration::from_secs(35)).await? {
+        Ok(HeldLease {
+            store: Some(store.clone()),
+            name,
+            holder,
+        })
+    } else {
+        Err(HoldError::Busy)
     }
 }

@@ -38,29 +38,6 @@ pub enum KeyError {
 /// to change them: two nodes deciding on the same stored state would both
 /// rotate.
 pub const KEYS_LEASE: &str = "keys";
-/// How long a node may hold [`KEYS_LEASE`], seconds.
-const KEYS_LEASE_SECS: i64 = 30;
-
-/// Holds [`KEYS_LEASE`] until dropped (released by a background task).
-struct ClusterGuard {
-    store: Option<Arc<dyn Store>>,
-    holder: String,
-}
-
-impl Drop for ClusterGuard {
-    fn drop(&mut self) {
-        if let Some(store) = self.store.take() {
-            let holder = std::mem::take(&mut self.holder);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    if let Err(e) = store.release_lease(KEYS_LEASE, &holder).await {
-                        tracing::warn!(error = %e, "could not release the signing-key lease; it expires on its own");
-                    }
-                });
-            }
-        }
-    }
-}
 
 /// The schedule the manager follows.
 #[derive(Debug, Clone, Copy)]
@@ -197,42 +174,15 @@ impl KeyManager {
         self.schedule
     }
 
-    /// On a store other nodes share, waits for the cluster-wide key lease
-    /// (held at most 30 s by any node) so decisions are taken on the state
-    /// no other node is changing.
-    async fn cluster_lock(&self) -> Result<ClusterGuard, KeyError> {
-        if !self.store.is_shared() {
-            return Ok(ClusterGuard {
-                store: None,
-                holder: String::new(),
-            });
-        }
-        let holder = crate::secrets::random_id("keys-").map_err(KeyError::Secret)?;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(KEYS_LEASE_SECS.unsigned_abs() + 5);
-        loop {
-            if self
-                .store
-                .acquire_lease(KEYS_LEASE, &holder, self.clock.now(), KEYS_LEASE_SECS)
-                .await?
-            {
-                return Ok(ClusterGuard {
-                    store: Some(self.store.clone()),
-                    holder,
-                });
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(KeyError::Busy);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
-
     /// Reads the keys again (another node may have rotated them); true when
     /// a key appeared, left, or changed state.
     ///
     /// # Errors
     /// The store, or a key that cannot be unsealed.
     pub async fn refresh(&self) -> Result<bool, KeyError> {
+        // Never interleaved with a local change: a read from before it must
+        // not replace the set it just stored.
+        let _guard = self.write_lock.lock().await;
         let before: Vec<(String, KeyState)> = self.current().infos.iter().map(|k| (k.kid.clone(), k.state)).collect();
         let after = self.reload().await?;
         Ok(after.infos.iter().map(|k| (k.kid.clone(), k.state)).ne(before))
@@ -251,7 +201,12 @@ impl KeyManager {
     /// Returns true when the key set changed.
     pub async fn maintain(&self) -> Result<bool, KeyError> {
         let _guard = self.write_lock.lock().await;
-        let _cluster = self.cluster_lock().await?;
+        let _cluster = crate::cluster::hold(&self.store, self.clock.as_ref(), KEYS_LEASE)
+            .await
+            .map_err(|e| match e {
+                crate::cluster::HoldError::Store(e) => KeyError::Store(e),
+                crate::cluster::HoldError::Busy => KeyError::Busy,
+            })?;
         let now = self.clock.now();
         let keys = self.store.list_keys().await?;
         let s = self.schedule;
@@ -328,7 +283,12 @@ impl KeyManager {
     /// of retired. A new next key is published either way.
     pub async fn rotate(&self, emergency: bool) -> Result<(Arc<KeySet>, Option<RevocationEvent>), KeyError> {
         let _guard = self.write_lock.lock().await;
-        let _cluster = self.cluster_lock().await?;
+        let _cluster = crate::cluster::hold(&self.store, self.clock.as_ref(), KEYS_LEASE)
+            .await
+            .map_err(|e| match e {
+                crate::cluster::HoldError::Store(e) => KeyError::Store(e),
+                crate::cluster::HoldError::Busy => KeyError::Busy,
+            })?;
         let now = self.clock.now();
         let s = self.schedule;
         let keys = self.store.list_keys().await?;

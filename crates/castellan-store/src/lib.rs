@@ -77,9 +77,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The store could not be reached or answer in time (connection lost or
-    /// refused, pool exhausted, statement cancelled by its timeout, server
-    /// shutting down): a retry may succeed; nothing was written.
+    /// The store could not be reached or answer in time, or refused for a
+    /// passing reason (connection lost or refused, pool exhausted, statement
+    /// cancelled by its timeout, server shutting down, a deadlock or
+    /// serialization failure, a lock not available, a read-only standby): a
+    /// retry may succeed. A connection lost during a commit leaves the
+    /// outcome unknown: the retry may find the write done.
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
         match self {
@@ -96,7 +99,11 @@ impl StoreError {
                 // shutdown and cannot-connect-now, 08xxx connection exceptions,
                 // 53300 too many connections; SQLITE_BUSY (5) after busy_timeout.
                 sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-                    c == "57014" || c.starts_with("57P") || c.starts_with("08") || c == "53300" || c == "5"
+                    matches!(
+                        c.as_ref(),
+                        "57014" | "53300" | "40P01" | "40001" | "55P03" | "25006" | "5"
+                    ) || c.starts_with("57P")
+                        || c.starts_with("08")
                 }),
                 _ => false,
             },
@@ -289,6 +296,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn acquire_lease(&self, name: &str, holder: &str, now: UnixTime, ttl: i64) -> StoreResult<bool>;
     /// Gives the lease up if `holder` has it.
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+
+    /// One cheap round trip: for readiness checks.
+    async fn ping(&self) -> StoreResult<()> {
+        self.get_meta("master_key_check").await.map(|_| ())
+    }
 
     /// Whether other nodes may share this store (and must hear of changes).
     fn is_shared(&self) -> bool {

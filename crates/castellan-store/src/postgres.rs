@@ -66,6 +66,9 @@ impl Default for PgOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// One connection of its own for readiness checks, so a busy `pool`
+    /// never reads as a lost database.
+    health: PgPool,
     /// `user@host:port/database`: what `Debug` shows (never the password).
     target: String,
 }
@@ -183,14 +186,19 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(session)
+            .connect_with(session.clone())
             .await?;
-        Ok(Self { pool, target })
+        let health = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy_with(session);
+        Ok(Self { pool, health, target })
     }
 
-    /// One round trip to the database: for readiness checks.
+    /// One round trip to the database on a connection of its own: for
+    /// readiness checks (a pool busy with requests is not a lost database).
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.health).await?;
         Ok(())
     }
 
@@ -1274,10 +1282,12 @@ impl Store for PostgresStore {
     }
 
     async fn list_heartbeats(&self, since: UnixTime) -> StoreResult<Vec<HeartbeatRecord>> {
-        let rows = sqlx::query("SELECT * FROM verifier_heartbeats WHERE seen_at >= $1 ORDER BY audience, verifier_id")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM verifier_heartbeats WHERE seen_at >= $1 ORDER BY audience, verifier_id LIMIT 10000",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let kids: String = r.try_get("kids")?;
@@ -1331,6 +1341,10 @@ impl Store for PostgresStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        PostgresStore::ping(self).await
     }
 
     async fn announce(&self, change: &Change) -> StoreResult<()> {

@@ -1138,10 +1138,12 @@ impl Store for SqliteStore {
     }
 
     async fn list_heartbeats(&self, since: UnixTime) -> StoreResult<Vec<HeartbeatRecord>> {
-        let rows = sqlx::query("SELECT * FROM verifier_heartbeats WHERE seen_at >= ? ORDER BY audience, verifier_id")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM verifier_heartbeats WHERE seen_at >= ? ORDER BY audience, verifier_id LIMIT 10000",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let kids: String = r.try_get("kids")?;

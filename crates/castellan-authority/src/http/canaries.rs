@@ -101,7 +101,10 @@ async fn mint(State(auth): State<Arc<Authority>>, req: Request) -> Result<Respon
         auth.keys()
             .sign_with_removed_key(typ, &claims)
             .await
-            .map_err(|e| ApiError::server_error(&e))?
+            .map_err(|e| match e {
+                crate::keys::KeyError::Store(s) => ApiError::server_error(&s),
+                other => ApiError::server_error(&other),
+            })?
             .ok_or_else(|| {
                 ApiError::conflict(
                     "no withdrawn or removed signing key is kept to sign a `removed-key` canary \

@@ -139,11 +139,7 @@ pub async fn metrics(State(auth): State<Arc<Authority>>) -> Response {
 /// else 503 (a load balancer takes the node out; it issues nothing it could
 /// not record meanwhile).
 pub async fn readyz(State(auth): State<Arc<Authority>>) -> Response {
-    let probe = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        auth.store().get_meta("master_key_check"),
-    )
-    .await;
+    let probe = tokio::time::timeout(std::time::Duration::from_secs(2), auth.store().ping()).await;
     match probe {
         Ok(Ok(_)) => {
             metrics::gauge!("castellan_store_up").set(1.0);

@@ -207,13 +207,23 @@ pub async fn heartbeat(State(auth): State<Arc<Authority>>, req: Request) -> Resu
     hb.check().map_err(ApiError::invalid_request)?;
     // Never an error for the verifier: without the newest sequence number the
     // heartbeat is still recorded (rotation waits on it), its lag unknown.
-    let latest = match auth.store().latest_revocation_seq().await {
-        Ok(n) => n,
-        Err(e) => {
+    // Bounded: a slow store must not hold the verifier's heartbeat past its own timeout.
+    let latest = match tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        auth.store().latest_revocation_seq(),
+    )
+    .await
+    {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "heartbeat: cannot read the newest sequence number");
             hb.last_seq
         }
+        Err(_) => {
+            tracing::warn!("heartbeat: the store did not answer within 500 ms");
+            hb.last_seq
+        }
     };
-    auth.record_heartbeat(hb, latest).await;
+    auth.record_heartbeat(hb, latest);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

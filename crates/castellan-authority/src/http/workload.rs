@@ -84,6 +84,8 @@ async fn rotate_ca(State(auth): State<Arc<Authority>>, req: Request) -> Result<R
     let set = match auth.ca().rotate(body.force, body.emergency).await {
         Ok(set) => set,
         Err(e @ crate::ca::CaManagerError::TooSoon { .. }) => return Err(ApiError::conflict(e.to_string())),
+        Err(e @ crate::ca::CaManagerError::Busy) => return Err(ApiError::conflict(e.to_string())),
+        Err(crate::ca::CaManagerError::Store(e)) => return Err(ApiError::server_error(&e)),
         Err(e) => return Err(ApiError::server_error(&e)),
     };
     tracing::info!(active = %set.active.id(), by = %caller.client_id, force = body.force, emergency = body.emergency, "internal CA rotated by an admin");
