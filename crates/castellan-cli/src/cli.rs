@@ -68,6 +68,14 @@ pub enum Command {
     /// authority knows (services, verifiers and their lag, keys, token lifetimes, policies)
     /// and the last recorded probe runs, each finding with its evidence.
     Report(crate::report::ReportArgs),
+    /// Print a shell completion script: `castellan completions bash > /etc/bash_completion.d/castellan`,
+    /// `castellan completions zsh > "${fpath[1]}/_castellan"`, or
+    /// `castellan completions fish > ~/.config/fish/completions/castellan.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Work on a store directly, with the authority stopped: move a single node to PostgreSQL.
     #[command(subcommand)]
     Store(crate::store_cmd::StoreCommand),
@@ -342,6 +350,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decisions(args) => crate::decisions::run(args).await,
         Command::Probe(args) => crate::probe::run(args).await,
         Command::Report(args) => crate::report::run(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut command, "castellan", &mut out);
+            Ok(())
+        }
         Command::Store(cmd) => crate::store_cmd::run(cmd).await,
     }
 }

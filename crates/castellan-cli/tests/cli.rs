@@ -461,3 +461,43 @@ fn json_logs_are_json() {
     }
     assert!(saw_ready, "{logs}");
 }
+
+#[test]
+fn completions_cover_every_command_and_parse_in_their_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in [
+            "serve",
+            "probe",
+            "report",
+            "migrate-sqlite-to-postgres",
+            "database",
+            "require-stage",
+        ] {
+            assert!(script.contains(word), "{shell} completion lacks `{word}`");
+        }
+        // Syntax-checked by the shell itself where it is installed (bash always is).
+        let path = dir.path().join(format!("castellan.{shell}"));
+        std::fs::write(&path, &script).unwrap();
+        match Command::new(shell).arg("-n").arg(&path).output() {
+            Ok(check) => assert!(
+                check.status.success(),
+                "{shell} -n: {}",
+                String::from_utf8_lossy(&check.stderr)
+            ),
+            Err(_) if shell == "bash" || std::env::var_os("CI").is_some() => {
+                panic!("{shell} is needed to check its completion script (CI installs zsh and fish)")
+            }
+            Err(_) => eprintln!("SKIPPED: {shell} not installed; its completion script was not syntax-checked"),
+        }
+    }
+    let out = Command::new(BIN).args(["completions", "tcsh"]).output().unwrap();
+    assert!(!out.status.success(), "an unknown shell is refused");
+}
