@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{echo, gate, within, Proc, ADMIN_ID, ADMIN_SECRET, BIN};
+use common::{client_credentials, echo, gate, jwks_kids, within, Proc, ADMIN_ID, ADMIN_SECRET, BIN};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -92,17 +92,7 @@ impl Node {
     }
 
     async fn token(&self, id: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
-        let mut pairs = vec![("grant_type", "client_credentials")];
-        pairs.extend_from_slice(form);
-        let r = self
-            .http
-            .post(format!("{}/oauth2/token", self.url()))
-            .basic_auth(id, Some(secret))
-            .form(&pairs)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        client_credentials(&self.http, self.url(), id, secret, form).await
     }
 
     /// An admin call answered by this node (the admin token names the cluster's issuer).
@@ -127,23 +117,7 @@ impl Node {
     }
 
     async fn jwks_kids(&self) -> Vec<String> {
-        let v: Value = self
-            .http
-            .get(format!("{}/.well-known/jwks.json", self.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut kids: Vec<String> = v["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].as_str().unwrap().to_owned())
-            .collect();
-        kids.sort();
-        kids
+        jwks_kids(&self.http, self.url()).await
     }
 
     async fn leads(&self) -> bool {

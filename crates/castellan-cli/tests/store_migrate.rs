@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Proc, ADMIN_ID, ADMIN_SECRET, BIN};
+use common::{client_credentials, jwks_kids, Proc, ADMIN_ID, ADMIN_SECRET, BIN};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -63,33 +63,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 async fn token(http: &reqwest::Client, url: &str, id: &str, secret: &str) -> (u16, Value) {
-    let r = http
-        .post(format!("{url}/oauth2/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn kids(http: &reqwest::Client, url: &str) -> Vec<String> {
-    let jwks: Value = http
-        .get(format!("{url}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut kids: Vec<String> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect();
-    kids.sort();
-    kids
+    client_credentials(http, url, id, secret, &[]).await
 }
 
 async fn introspect(http: &reqwest::Client, url: &str, (id, secret): (&str, &str), token: &str) -> Value {
@@ -153,7 +127,7 @@ async fn a_single_node_moves_to_postgres_keeping_clients_keys_and_tokens() {
     let (status, issued) = token(&http, &url, &client_id, &client_secret).await;
     assert_eq!(status, 200, "{issued}");
     let issued = issued["access_token"].as_str().unwrap().to_owned();
-    let kids_before = kids(&http, &url).await;
+    let kids_before = jwks_kids(&http, &url).await;
     assert!(kids_before.len() >= 2, "{kids_before:?}");
 
     let migrate = |extra: &[&str]| {
@@ -253,7 +227,11 @@ async fn a_single_node_moves_to_postgres_keeping_clients_keys_and_tokens() {
 
     let (status, again) = token(&http, &node.url, &client_id, &client_secret).await;
     assert_eq!(status, 200, "the old client secret still works: {again}");
-    assert_eq!(kids(&http, &node.url).await, kids_before, "the same keys are published");
+    assert_eq!(
+        jwks_kids(&http, &node.url).await,
+        kids_before,
+        "the same keys are published"
+    );
     let seen = introspect(&http, &node.url, (&client_id, &client_secret), &issued).await;
     assert_eq!(
         seen["active"], true,

@@ -71,6 +71,47 @@ impl Drop for Proc {
     }
 }
 
+/// `POST {base}/oauth2/token` with `grant_type=client_credentials` and `form`,
+/// as client `id` (HTTP Basic): the status and the JSON answer.
+pub async fn client_credentials(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut pairs = vec![("grant_type", "client_credentials")];
+    pairs.extend_from_slice(form);
+    let r = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&pairs)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// The kids `{base}` publishes in its JWKS, sorted.
+pub async fn jwks_kids(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let jwks: Value = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
 /// The authority binary with a known admin.
 pub struct Authority {
     pub proc: Proc,
@@ -111,17 +152,7 @@ impl Authority {
     }
 
     pub async fn token(&self, id: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
-        let mut pairs = vec![("grant_type", "client_credentials")];
-        pairs.extend_from_slice(form);
-        let r = self
-            .http
-            .post(format!("{}/oauth2/token", self.url()))
-            .basic_auth(id, Some(secret))
-            .form(&pairs)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
+        client_credentials(&self.http, self.url(), id, secret, form).await
     }
 
     pub async fn access_token(&self, id: &str, secret: &str) -> String {
