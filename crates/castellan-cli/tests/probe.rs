@@ -425,3 +425,76 @@ async fn the_probe_flags_exactly_each_zoo_services_flaw() {
         shot.display()
     );
 }
+
+/// A service that answers 401 after 30 ms and remembers the most requests it
+/// ever had in flight at once, and how many it saw.
+async fn counting() -> (
+    String,
+    std::sync::Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    )>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let seen = std::sync::Arc::new((
+        std::sync::atomic::AtomicUsize::new(0), // in flight
+        std::sync::atomic::AtomicUsize::new(0), // most in flight
+        std::sync::atomic::AtomicUsize::new(0), // total
+    ));
+    let state = seen.clone();
+    let app = axum::Router::new().fallback(move || {
+        let s = state.clone();
+        async move {
+            let now = s.0.fetch_add(1, SeqCst) + 1;
+            s.1.fetch_max(now, SeqCst);
+            s.2.fetch_add(1, SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            s.0.fetch_sub(1, SeqCst);
+            axum::http::StatusCode::UNAUTHORIZED
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_keeps_to_its_concurrency_and_one_request_at_a_time_per_target() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Authority::start(dir.path(), "127.0.0.1:0");
+    for (concurrency, targets) in [(1, 3), (2, 5)] {
+        let (url, seen) = counting().await;
+        let mut args: Vec<String> = vec![
+            "probe".into(),
+            "--no-record".into(),
+            "--concurrency".into(),
+            concurrency.to_string(),
+        ];
+        for i in 0..targets {
+            args.extend(["--target".into(), format!("name=t{i},url={url},audience=orders")]);
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = auth.cli(&argv);
+        assert!(!out.status.success(), "services that refuse everything do not pass");
+        let (most, total) = (seen.1.load(SeqCst), seen.2.load(SeqCst));
+        assert_eq!(
+            most,
+            concurrency,
+            "at most one request per target, {concurrency} target(s) at once: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(total >= targets * 15, "every target got the battery: {total}");
+    }
+    let out = auth.cli(&[
+        "probe",
+        "--target",
+        "name=x,url=http://127.0.0.1:1,audience=a",
+        "--concurrency",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("concurrency"));
+}
