@@ -383,6 +383,17 @@ impl Default for Config {
     }
 }
 
+impl TokenConfig {
+    /// The access-token lifetime a client gets, seconds: its override, or
+    /// the default, kept between 1 s and the maximum.
+    #[must_use]
+    pub fn lifetime_for(&self, client_override: Option<i64>) -> i64 {
+        client_override
+            .unwrap_or(self.access_token_ttl.secs())
+            .clamp(1, self.max_access_token_ttl.secs())
+    }
+}
+
 impl Default for TokenConfig {
     fn default() -> Self {
         Self {

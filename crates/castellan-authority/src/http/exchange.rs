@@ -94,11 +94,10 @@ pub async fn token_exchange(
         )));
     }
     let now = auth.now();
-    let t = &auth.config().tokens;
-    let ttl = client
-        .access_token_ttl
-        .unwrap_or(t.access_token_ttl.secs())
-        .clamp(1, t.max_access_token_ttl.secs())
+    let ttl = auth
+        .config()
+        .tokens
+        .lifetime_for(client.access_token_ttl)
         .min(subject.exp.saturating_sub(now));
     if ttl < 1 {
         return Err(ApiError::invalid_request("subject_token expires now"));

@@ -93,12 +93,7 @@ struct Minted<'a> {
 }
 
 fn respond(auth: &Authority, m: Minted<'_>) -> Result<Response, ApiError> {
-    let t = &auth.config().tokens;
-    let ttl = m
-        .client
-        .access_token_ttl
-        .unwrap_or(t.access_token_ttl.secs())
-        .clamp(1, t.max_access_token_ttl.secs());
+    let ttl = auth.config().tokens.lifetime_for(m.client.access_token_ttl);
     let issued = auth.issue_access_token_in(
         Grant {
             kind: m.grant,

@@ -144,11 +144,7 @@ async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiErro
     }
     let aud = choose_audience(auth, &client, &form)?;
     let scope = choose_scope(&client, &form)?;
-    let t = &auth.config().tokens;
-    let ttl = client
-        .access_token_ttl
-        .unwrap_or(t.access_token_ttl.secs())
-        .clamp(1, t.max_access_token_ttl.secs());
+    let ttl = auth.config().tokens.lifetime_for(client.access_token_ttl);
     let sid = crate::secrets::random_id("").map_err(|e| ApiError::server_error(&e))?;
     let issued = auth.issue_access_token_in(
         crate::tokens::Grant {

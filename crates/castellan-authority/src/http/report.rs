@@ -149,11 +149,11 @@ async fn report(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Resul
     let t = &config.tokens;
     let default_ttl = t.access_token_ttl.secs();
     let max_ttl = t.max_access_token_ttl.secs();
-    let mut longest = (default_ttl.clamp(1, max_ttl), None);
+    let mut longest = (t.lifetime_for(None), None);
     let mut client_audiences = Vec::new();
     for c in &clients {
         // The lifetime a client really gets, as the token endpoint computes it.
-        let ttl = c.access_token_ttl.unwrap_or(default_ttl).clamp(1, max_ttl);
+        let ttl = t.lifetime_for(c.access_token_ttl);
         if ttl > longest.0 && c.access_token_ttl.is_some() {
             longest = (ttl, Some(c.client_id.clone()));
         }
