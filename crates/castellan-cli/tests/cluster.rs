@@ -19,36 +19,67 @@ use std::time::Duration;
 /// Every node of a cluster shares it (base64 of 32 bytes).
 const MASTER_KEY: &str = "Q2FzdGVsbGFuIGNsdXN0ZXIgdGVzdCBtYXN0ZXIga2U=";
 
-/// A TCP load balancer: each new connection goes to the backend chosen now.
-struct Balancer {
+/// A TCP proxy: each new connection goes to the backend chosen now (a load
+/// balancer), and it can be cut (every connection dropped, new ones
+/// refused) and restored, as a network partition would.
+struct Proxy {
+    /// `host:port` it listens on.
+    addr: String,
+    /// `http://` + `addr`.
     url: String,
     backend: Arc<Mutex<SocketAddr>>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
-async fn balancer(first: SocketAddr) -> Balancer {
+async fn proxy(first: SocketAddr) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap().to_string();
     let backend = Arc::new(Mutex::new(first));
-    let target = backend.clone();
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let (target, flag, tasks) = (backend.clone(), cut.clone(), conns.clone());
     tokio::spawn(async move {
         loop {
             let Ok((mut inbound, _)) = listener.accept().await else {
                 continue;
             };
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                drop(inbound);
+                continue;
+            }
             let to = *target.lock().unwrap();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 }
             });
+            let mut tasks = tasks.lock().unwrap();
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
         }
     });
-    Balancer { url, backend }
+    Proxy {
+        url: format!("http://{addr}"),
+        addr,
+        backend,
+        cut,
+        conns,
+    }
 }
 
-impl Balancer {
+impl Proxy {
     fn route_to(&self, node: &Node) {
         *self.backend.lock().unwrap() = node.addr();
+    }
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.conns.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -161,7 +192,7 @@ async fn two_nodes_on_one_database_act_as_one_authority() {
     let dirs = tempfile::tempdir().unwrap();
     // The balancer's address is the issuer; which node answers is its business.
     let placeholder: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let lb = balancer(placeholder).await;
+    let lb = proxy(placeholder).await;
     let (a, b) = two_nodes(&database, &lb.url, &dirs, None).await;
     lb.route_to(&b);
 
@@ -438,56 +469,6 @@ async fn one_node_rotates_on_schedule_and_another_takes_over_when_it_dies() {
     db.drop_database().await.unwrap();
 }
 
-/// A TCP proxy to the database that can be cut (every connection dropped,
-/// new ones refused) and restored, as a network partition would.
-struct Cable {
-    url: String,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-async fn cable(to: SocketAddr) -> Cable {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-    let (flag, tasks) = (cut.clone(), conns.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                continue;
-            };
-            if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                drop(inbound);
-                continue;
-            }
-            let task = tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-            tasks.lock().unwrap().push(task);
-        }
-    });
-    Cable {
-        url: format!("{addr}"),
-        cut,
-        conns,
-    }
-}
-
-impl Cable {
-    fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-        for t in self.conns.lock().unwrap().drain(..) {
-            t.abort();
-        }
-    }
-    fn restore(&self) {
-        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_loses_its_database_stops_issuing_and_says_so() {
     let Some((database, db)) =
@@ -501,9 +482,9 @@ async fn a_node_that_loses_its_database_stops_issuing_and_says_so() {
     let server: SocketAddr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
         .parse()
         .unwrap();
-    let cable = cable(server).await;
+    let cable = proxy(server).await;
     let mut through = url.clone();
-    let (host, port) = cable.url.split_once(':').unwrap();
+    let (host, port) = cable.addr.split_once(':').unwrap();
     through.set_host(Some(host)).unwrap();
     through.set_port(Some(port.parse().unwrap())).unwrap();
     let dirs = tempfile::tempdir().unwrap();
