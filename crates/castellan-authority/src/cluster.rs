@@ -170,20 +170,13 @@ impl Authority {
     /// time, the rest skipped (the verifier reports again within seconds), so
     /// a flood of heartbeats never takes the connections tokens need.
     pub(crate) fn record_heartbeat(self: &Arc<Self>, hb: crate::events::Heartbeat, latest_seq: i64) {
-        let now = self.now();
-        if self.store().is_shared() {
-            if let Ok(permit) = self.heartbeat_writers().clone().try_acquire_owned() {
-                let row = castellan_store::HeartbeatRecord {
-                    verifier_id: hb.verifier_id.clone(),
-                    audience: hb.audience.clone(),
-                    kind: hb.kind.clone(),
-                    kids: hb.kids.clone(),
-                    last_seq: hb.last_seq,
-                    transport: hb.transport.clone(),
-                    seen_at: now,
-                    latest_seq,
-                    latest_at_previous: hb.last_seq,
-                };
+        let row = self.verifiers().record(hb, self.now(), latest_seq);
+        if !self.store().is_shared() {
+            return;
+        }
+        // The store sets its own reference from the row it replaces.
+        match self.heartbeat_writers().clone().try_acquire_owned() {
+            Ok(permit) => {
                 let auth = Arc::clone(self);
                 tokio::spawn(async move {
                     if let Err(e) = auth.store().record_heartbeat(&row).await {
@@ -191,11 +184,9 @@ impl Authority {
                     }
                     drop(permit);
                 });
-            } else {
-                metrics::counter!("castellan_heartbeats_not_shared_total").increment(1);
             }
+            Err(_) => metrics::counter!("castellan_heartbeats_not_shared_total").increment(1),
         }
-        self.verifiers().record(hb, now, latest_seq);
     }
 
     /// Every verifier heard from: all nodes' heartbeats on a shared store,
@@ -208,17 +199,7 @@ impl Authority {
                 Ok(rows) => {
                     let mut views: Vec<crate::events::VerifierView> = rows
                         .into_iter()
-                        .map(|h| crate::events::VerifierView {
-                            stream_lag: h.latest_at_previous.saturating_sub(h.last_seq).max(0),
-                            live: now.saturating_sub(h.seen_at) <= crate::events::LIVENESS_SECONDS,
-                            verifier_id: h.verifier_id,
-                            audience: h.audience,
-                            kind: h.kind,
-                            kids: h.kids,
-                            last_seq: h.last_seq,
-                            last_seen: h.seen_at,
-                            transport: h.transport,
-                        })
+                        .map(|h| crate::events::VerifierView::at(h, now))
                         .collect();
                     // What this node heard but could not share yet.
                     for mine in self.verifiers().list(now) {

@@ -5,7 +5,7 @@
 //! hold; rotation waits for them.
 
 use castellan_core::UnixTime;
-use castellan_store::RevocationEvent;
+use castellan_store::{HeartbeatRecord, RevocationEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -158,28 +158,50 @@ pub const LIVENESS_SECONDS: i64 = 30;
 /// Every verifier heard from recently.
 #[derive(Debug, Default)]
 pub struct VerifierRegistry {
-    inner: Mutex<HashMap<String, Reported>>,
+    inner: Mutex<HashMap<String, HeartbeatRecord>>,
 }
 
-/// A heartbeat, when it came, and the newest sequence number at the
-/// verifier's previous heartbeat: events older than one heartbeat interval
-/// it has not applied are lag; newer ones may simply be in flight.
-#[derive(Debug)]
-struct Reported {
-    hb: Heartbeat,
-    seen: UnixTime,
-    latest_at_previous: i64,
-    latest_seq: i64,
+impl VerifierView {
+    /// What a recorded heartbeat says at `now`: lag counts only events older
+    /// than the verifier's previous heartbeat; live if heard from within
+    /// [`LIVENESS_SECONDS`].
+    #[must_use]
+    pub fn at(h: HeartbeatRecord, now: UnixTime) -> Self {
+        Self {
+            stream_lag: h.latest_at_previous.saturating_sub(h.last_seq).max(0),
+            live: now.saturating_sub(h.seen_at) <= LIVENESS_SECONDS,
+            verifier_id: h.verifier_id,
+            audience: h.audience,
+            kind: h.kind,
+            kids: h.kids,
+            last_seq: h.last_seq,
+            last_seen: h.seen_at,
+            transport: h.transport,
+        }
+    }
 }
 
 impl VerifierRegistry {
     /// Records a heartbeat that arrived at `now`, when the newest sequence
-    /// number was `latest_seq`.
-    pub fn record(&self, hb: Heartbeat, now: UnixTime, latest_seq: i64) {
-        let Ok(mut map) = self.inner.lock() else { return };
-        map.retain(|_, r| now.saturating_sub(r.seen) <= LIVENESS_SECONDS * 10);
+    /// number was `latest_seq`; returns it as recorded.
+    pub fn record(&self, hb: Heartbeat, now: UnixTime, latest_seq: i64) -> HeartbeatRecord {
+        let record = |latest_at_previous| HeartbeatRecord {
+            verifier_id: hb.verifier_id.clone(),
+            audience: hb.audience.clone(),
+            kind: hb.kind.clone(),
+            kids: hb.kids.clone(),
+            last_seq: hb.last_seq,
+            transport: hb.transport.clone(),
+            seen_at: now,
+            latest_seq,
+            latest_at_previous,
+        };
+        let Ok(mut map) = self.inner.lock() else {
+            return record(hb.last_seq);
+        };
+        map.retain(|_, r| now.saturating_sub(r.seen_at) <= LIVENESS_SECONDS * 10);
         if map.len() >= MAX_VERIFIERS && !map.contains_key(&hb.verifier_id) {
-            if let Some(oldest) = map.iter().min_by_key(|(_, r)| r.seen).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = map.iter().min_by_key(|(_, r)| r.seen_at).map(|(k, _)| k.clone()) {
                 map.remove(&oldest);
             }
         }
@@ -187,41 +209,15 @@ impl VerifierRegistry {
         let latest_at_previous = map
             .get(&hb.verifier_id)
             .map_or(hb.last_seq, |previous| previous.latest_seq);
-        map.insert(
-            hb.verifier_id.clone(),
-            Reported {
-                hb,
-                seen: now,
-                latest_at_previous,
-                latest_seq,
-            },
-        );
+        let recorded = record(latest_at_previous);
+        map.insert(hb.verifier_id.clone(), recorded.clone());
+        recorded
     }
 
     /// Every remembered verifier.
     pub fn list(&self, now: UnixTime) -> Vec<VerifierView> {
         let Ok(map) = self.inner.lock() else { return Vec::new() };
-        let mut out: Vec<VerifierView> = map
-            .values()
-            .map(
-                |Reported {
-                     hb,
-                     seen,
-                     latest_at_previous,
-                     ..
-                 }| VerifierView {
-                    verifier_id: hb.verifier_id.clone(),
-                    audience: hb.audience.clone(),
-                    kind: hb.kind.clone(),
-                    kids: hb.kids.clone(),
-                    last_seq: hb.last_seq,
-                    stream_lag: latest_at_previous.saturating_sub(hb.last_seq).max(0),
-                    last_seen: *seen,
-                    live: now.saturating_sub(*seen) <= LIVENESS_SECONDS,
-                    transport: hb.transport.clone(),
-                },
-            )
-            .collect();
+        let mut out: Vec<VerifierView> = map.values().map(|r| VerifierView::at(r.clone(), now)).collect();
         out.sort_by(|a, b| a.audience.cmp(&b.audience).then(a.verifier_id.cmp(&b.verifier_id)));
         out
     }
