@@ -463,6 +463,19 @@ impl Authority {
         &self.verifiers
     }
 
+    /// Records an audit event (see [`crate::audit`]). Never fails the caller:
+    /// a store error is logged and counted.
+    pub async fn audit(&self, entry: crate::audit::AuditEntry) {
+        tracing::info!(
+            target: "castellan::audit",
+            actor = %entry.actor,
+            action = entry.action,
+            target_id = %entry.target,
+            outcome = entry.outcome.as_str(),
+            "audit"
+        );
+    }
+
     /// Appends a revocation to the durable log and pushes it to every open
     /// stream. It expires once no token it could affect is still valid.
     pub async fn record_revocation(

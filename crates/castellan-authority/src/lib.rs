@@ -4,6 +4,7 @@
 //! API, and a key manager that rotates signing keys on a schedule.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod authority;
 pub mod ca;
 pub mod cluster;

@@ -37,6 +37,7 @@ pub fn router() -> Router<Arc<Authority>> {
         .merge(super::decisions::admin_router())
         .merge(super::canaries::admin_router())
         .merge(super::report::admin_router())
+        .merge(super::audit::admin_router())
 }
 
 pub(super) async fn require_admin(auth: &Authority, headers: &HeaderMap) -> Result<AccessTokenClaims, ApiError> {

@@ -2,9 +2,11 @@
 
 pub mod admin;
 pub mod admin_users;
+pub mod audit;
 pub mod authorize;
 pub mod canaries;
 pub mod client_auth;
+pub mod console;
 pub mod decisions;
 pub mod discovery;
 pub mod error;
@@ -13,7 +15,9 @@ pub mod federation;
 pub mod form;
 pub mod grants;
 pub mod oauth;
+pub mod observe;
 pub mod oidc;
+pub mod openapi;
 pub mod pages;
 pub mod policies;
 pub mod report;
@@ -59,6 +63,10 @@ pub mod paths {
     pub const SVID: &str = "/workload/v1/svid";
     /// SVID renewal, authenticated by the current SVID (mTLS listener only).
     pub const SVID_RENEW: &str = "/workload/v1/svid/renew";
+    /// The admin console (server-rendered pages).
+    pub const CONSOLE: &str = "/admin";
+    /// The OpenAPI document.
+    pub const OPENAPI: &str = "/openapi.json";
     /// Admin API root.
     pub const ADMIN: &str = "/admin/v1";
     /// Revocation log snapshot.
@@ -98,10 +106,13 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route(paths::POLICY_BUNDLE, get(policies::bundle))
         .route(paths::DECISION_LOG, post(decisions::ingest))
         .nest(paths::ADMIN, admin::router())
+        .nest(paths::CONSOLE, console::router())
+        .route(paths::OPENAPI, get(openapi::document))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(discovery::readyz))
         .route("/metrics", get(discovery::metrics))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn(observe::measure))
         .with_state(auth)
 }
