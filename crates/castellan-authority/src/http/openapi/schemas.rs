@@ -272,6 +272,7 @@ pub struct Jwks {
 
 /// `POST /workload/v1/svid` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SvidRequest {
     /// The single-use join token from registration.
     pub join_token: String,
@@ -281,6 +282,7 @@ pub struct SvidRequest {
 
 /// `POST /workload/v1/svid/renew` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SvidRenewRequest {
     /// A PKCS#10 request naming the same SPIFFE ID as the presented certificate.
     pub csr: String,
@@ -345,6 +347,7 @@ pub struct RevocationSnapshot {
 
 /// `POST /verifiers/heartbeat` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// Stable id of this verifier instance.
     pub verifier_id: String,
@@ -364,6 +367,7 @@ pub struct Heartbeat {
 
 /// One authorization decision a service made.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DecisionEntry {
     /// When (the service's clock).
     pub time: i64,
@@ -389,6 +393,7 @@ pub struct DecisionEntry {
 
 /// `POST /policies/{service}/decisions` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DecisionBatch {
     /// Names the shipment; stored once per client (retries are duplicates).
     pub batch_id: String,
@@ -499,6 +504,7 @@ pub struct ClientList {
 
 /// `POST /admin/v1/clients` body (unknown members are refused).
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateClient {
     /// 1 to 128 printable characters.
     pub name: String,
@@ -577,6 +583,7 @@ pub struct KeyList {
 
 /// `POST /admin/v1/keys/rotate` body; an empty body is a routine rotation.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RotateKeys {
     /// Withdraw the active key instead of retiring it.
     #[serde(default)]
@@ -677,6 +684,7 @@ pub struct UserList {
 
 /// `POST /admin/v1/users` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Sign-in name.
     pub username: String,
@@ -688,11 +696,13 @@ pub struct CreateUser {
 
 /// `POST /admin/v1/users/{name}/password` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SetPassword {
     /// The new password.
     pub password: String,
-    /// End every session of the person (default true).
+    /// End every session of the person.
     #[serde(default)]
+    #[schema(default = true)]
     pub end_sessions: bool,
 }
 
@@ -710,6 +720,7 @@ pub struct SessionsEnded {
 
 /// `POST /admin/v1/workloads` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterWorkload {
     /// The SPIFFE ID, inside the trust domain.
     pub spiffe_id: String,
@@ -776,6 +787,7 @@ pub struct CaList {
 
 /// `POST /admin/v1/ca/rotate` body; may be empty.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RotateCa {
     /// Rotate even if the next CA is younger than `ca.max_svid_ttl`.
     #[serde(default)]
@@ -805,6 +817,7 @@ pub struct PolicyServiceList {
 
 /// `POST /admin/v1/policies/{service}` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PushPolicies {
     /// Cedar policy text (at most 256 KiB).
     pub policies: String,
@@ -816,6 +829,7 @@ pub struct PushPolicies {
 
 /// `POST /admin/v1/policies/{service}/rollback` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RollbackPolicies {
     /// The version to put back in force (stored again as a new version).
     pub version: i64,
@@ -874,6 +888,7 @@ pub struct PolicyVersionList {
 
 /// `POST /admin/v1/canaries` body.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MintCanary {
     /// The target's audience.
     pub audience: String,
