@@ -281,22 +281,29 @@ validate(spec, cls=OpenAPIV31SpecValidator)
 print("valid")
 "#;
 
-/// An independent check: openapi-spec-validator (PyPI), when python3 has it.
-fn validate_with_python(doc: &Value) {
+/// Whether python3 can import `module`; when it cannot, fails under `CI`
+/// and otherwise says loudly that `check` is skipped.
+fn python_has(module: &str, check: &str) -> bool {
     let available = std::process::Command::new("python3")
-        .args(["-c", "import openapi_spec_validator"])
+        .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !available {
         if std::env::var_os("CI").is_some() {
-            panic!("openapi-spec-validator is unavailable and CI is set: this check must not skip");
+            panic!("python3 cannot import {module} and CI is set: {check} must not skip");
         }
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED: openapi-spec-validator check: python3 with openapi_spec_validator is \
-             unavailable (pip install openapi-spec-validator)"
+            "SKIPPED: {check}: python3 cannot import {module} (pip install openapi-spec-validator)"
         );
+    }
+    available
+}
+
+/// An independent check: openapi-spec-validator (PyPI), when python3 has it.
+fn validate_with_python(doc: &Value) {
+    if !python_has("openapi_spec_validator", "the openapi-spec-validator check") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -310,6 +317,263 @@ fn validate_with_python(doc: &Value) {
     assert!(
         out.status.success(),
         "openapi-spec-validator refused the document:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const CHECK_ANSWERS: &str = r##"
+import copy, json, sys
+from jsonschema import Draft202012Validator
+with open(sys.argv[1]) as f:
+    doc = json.load(f)
+with open(sys.argv[2]) as f:
+    samples = json.load(f)
+# Strict: an answer member the schema does not name is drift too. Only the
+# discovery metadata is documented by its main members.
+components = copy.deepcopy(doc["components"])
+def close(schema):
+    if isinstance(schema, dict):
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        for v in schema.values():
+            close(v)
+    elif isinstance(schema, list):
+        for v in schema:
+            close(v)
+for name, schema in components["schemas"].items():
+    if name != "ServerMetadata":
+        close(schema)
+def resolve(obj):
+    while "$ref" in obj:
+        ptr = obj["$ref"].lstrip("#/").split("/")
+        obj = doc
+        for seg in ptr:
+            obj = obj[seg]
+    return obj
+failures = []
+for path, method, status, body in samples:
+    at = f"{method} {path} -> {status}"
+    op = doc["paths"].get(path, {}).get(method.lower())
+    if op is None:
+        failures.append(f"{at}: no such operation in the document")
+        continue
+    resp = op["responses"].get(str(status))
+    if resp is None:
+        failures.append(f"{at}: status not documented (documented: {sorted(op['responses'])})")
+        continue
+    resp = resolve(resp)
+    schema = resp.get("content", {}).get("application/json", {}).get("schema")
+    if schema is None:
+        if body is not None:
+            failures.append(f"{at}: answered JSON, documented without a JSON body")
+        continue
+    root = dict(schema)
+    root["components"] = components
+    for e in Draft202012Validator(root).iter_errors(body):
+        failures.append(f"{at}: {'/'.join(map(str, e.absolute_path))}: {e.message}")
+print("\n".join(failures))
+sys.exit(1 if failures else 0)
+"##;
+
+/// Real answers of the running authority, each held to the schema the
+/// document gives for its operation and status: the schema types in
+/// src/http/openapi/schemas.rs must not drift from the handlers.
+#[tokio::test]
+async fn answers_match_their_schemas() {
+    use reqwest::Method;
+    let ta = TestAuthority::start().await;
+    let doc = document(&ta).await;
+    if !python_has("jsonschema", "the answers-against-schemas check") {
+        return;
+    }
+    let mut samples: Vec<(String, String, u16, Value)> = Vec::new();
+    let mut admin = async |method: Method, template: &str, path: &str, body: Option<Value>| {
+        let (status, v) = ta.admin(method.clone(), path, body).await;
+        samples.push((format!("/admin/v1{template}"), method.to_string(), status, v.clone()));
+        (status, v)
+    };
+    let (status, client) = admin(
+        Method::POST,
+        "/clients",
+        "/clients",
+        Some(serde_json::json!({"name": "orders-app", "audiences": ["orders"], "scopes": ["orders.read"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    let id = client["client_id"].as_str().unwrap().to_owned();
+    admin(Method::GET, "/clients", "/clients", None).await;
+    admin(Method::GET, "/clients/{id}", &format!("/clients/{id}"), None).await;
+    admin(Method::GET, "/clients/{id}", "/clients/no-such-client", None).await;
+    admin(
+        Method::POST,
+        "/clients",
+        "/clients",
+        Some(serde_json::json!({"name": ""})),
+    )
+    .await;
+    let (_, rotated) = admin(
+        Method::POST,
+        "/clients/{id}/rotate-secret",
+        &format!("/clients/{id}/rotate-secret"),
+        None,
+    )
+    .await;
+    let secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    admin(Method::GET, "/keys", "/keys", None).await;
+    admin(Method::GET, "/verifiers", "/verifiers", None).await;
+    let person = serde_json::json!({"username": "alice", "password": "a long enough password 1"});
+    assert_eq!(admin(Method::POST, "/users", "/users", Some(person)).await.0, 201);
+    admin(Method::GET, "/users", "/users", None).await;
+    admin(Method::GET, "/users/{name}", "/users/alice", None).await;
+    admin(Method::POST, "/users/{name}/suspend", "/users/alice/suspend", None).await;
+    admin(Method::POST, "/users/{name}/resume", "/users/alice/resume", None).await;
+    let password = serde_json::json!({"password": "another long password 2"});
+    admin(
+        Method::POST,
+        "/users/{name}/password",
+        "/users/alice/password",
+        Some(password),
+    )
+    .await;
+    let td = ta.get_json("/.well-known/openid-configuration").await["castellan_trust_domain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let workload = serde_json::json!({"spiffe_id": format!("spiffe://{td}/orders")});
+    assert_eq!(
+        admin(Method::POST, "/workloads", "/workloads", Some(workload)).await.0,
+        201
+    );
+    admin(Method::GET, "/workloads", "/workloads", None).await;
+    admin(Method::GET, "/ca", "/ca", None).await;
+    let policies = serde_json::json!({"policies": "permit(principal, action, resource);", "note": "first"});
+    let (status, pushed) = admin(Method::POST, "/policies/{service}", "/policies/orders", Some(policies)).await;
+    assert_eq!(status, 201, "{pushed}");
+    admin(Method::GET, "/policies", "/policies", None).await;
+    admin(Method::GET, "/policies/{service}", "/policies/orders", None).await;
+    admin(Method::GET, "/policies/{service}/{version}", "/policies/orders/1", None).await;
+    admin(
+        Method::GET,
+        "/policies/{service}/{version}",
+        "/policies/orders/latest",
+        None,
+    )
+    .await;
+    let back = serde_json::json!({"version": 1});
+    admin(
+        Method::POST,
+        "/policies/{service}/rollback",
+        "/policies/orders/rollback",
+        Some(back),
+    )
+    .await;
+    admin(Method::GET, "/decisions/{service}", "/decisions/orders", None).await;
+    let canary = serde_json::json!({"audience": "orders", "check": "revoked-session"});
+    assert_eq!(admin(Method::POST, "/canaries", "/canaries", Some(canary)).await.0, 201);
+    admin(Method::GET, "/probe-runs", "/probe-runs", None).await;
+    admin(Method::GET, "/report", "/report", None).await;
+    admin(
+        Method::POST,
+        "/sessions/{id}/revoke",
+        "/sessions/some-session/revoke",
+        None,
+    )
+    .await;
+    for (template, path) in [("/audit", "/audit"), ("/audit/verify", "/audit/verify")] {
+        // Pending on another branch: checked once routed.
+        let (status, v) = ta.admin(Method::GET, path, None).await;
+        if !(status == 404 && v["error_description"] == "no such endpoint") {
+            samples.push((format!("/admin/v1{template}"), "GET".to_owned(), status, v));
+        }
+    }
+
+    // Unauthenticated admin call: the 401 answer.
+    let resp = ta.http.get(format!("{}/admin/v1/keys", ta.url)).send().await.unwrap();
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    samples.push((
+        "/admin/v1/keys".to_owned(),
+        "GET".to_owned(),
+        resp.status().as_u16(),
+        resp.json().await.unwrap(),
+    ));
+
+    // The OAuth endpoints.
+    let mut form = async |path: &str, basic: Option<(&str, &str)>, fields: &[(&str, &str)]| {
+        let mut req = ta.http.post(format!("{}{path}", ta.url)).form(fields);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        samples.push((path.to_owned(), "POST".to_owned(), status, v.clone()));
+        v
+    };
+    let issued = form(
+        "/oauth2/token",
+        Some((&id, &secret)),
+        &[("grant_type", "client_credentials"), ("scope", "orders.read")],
+    )
+    .await;
+    let token = issued["access_token"].as_str().unwrap().to_owned();
+    form("/oauth2/token", Some((&id, &secret)), &[("grant_type", "password")]).await;
+    form(
+        "/oauth2/token",
+        Some((&id, "wrong")),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let admin_creds = Some((castellan_testkit::ADMIN_ID, castellan_testkit::ADMIN_SECRET));
+    assert_eq!(
+        form("/oauth2/introspect", admin_creds, &[("token", &token)]).await["active"],
+        true
+    );
+    form("/oauth2/introspect", admin_creds, &[("token", "not-a-token")]).await;
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/jwks.json",
+        "/revocations",
+        "/ca/bundle.json",
+    ] {
+        let resp = ta.http.get(format!("{}{path}", ta.url)).send().await.unwrap();
+        samples.push((
+            path.to_owned(),
+            "GET".to_owned(),
+            resp.status().as_u16(),
+            resp.json().await.unwrap(),
+        ));
+    }
+    let resp = ta
+        .http
+        .get(format!("{}/oauth2/userinfo", ta.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    samples.push((
+        "/oauth2/userinfo".to_owned(),
+        "GET".to_owned(),
+        resp.status().as_u16(),
+        resp.json().await.unwrap(),
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("doc.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    std::fs::write(dir.path().join("samples.json"), serde_json::to_vec(&samples).unwrap()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-c", CHECK_ANSWERS])
+        .arg(dir.path().join("doc.json"))
+        .arg(dir.path().join("samples.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "answers that do not match the document ({} checked):\n{}\n{}",
+        samples.len(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
