@@ -53,6 +53,58 @@ pub struct Config {
     pub decisions: DecisionLogConfig,
     /// The store: SQLite under the data dir, or PostgreSQL for a cluster.
     pub database: DatabaseConfig,
+    /// The admin console at `/admin`.
+    pub console: ConsoleConfig,
+}
+
+/// The admin console (`docs/console.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Whether `/admin` serves the console at all.
+    pub enabled: bool,
+    /// Usernames of the people who may use the console; empty refuses everyone.
+    /// A list in TOML; a comma-separated string from the environment
+    /// (`CASTELLAN_CONSOLE__ADMINS=alice,bob`).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub admins: Vec<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            admins: Vec::new(),
+        }
+    }
+}
+
+impl ConsoleConfig {
+    /// Whether the person named `username` (already normalized) is a console admin.
+    pub fn is_admin(&self, username: &str) -> bool {
+        self.admins
+            .iter()
+            .filter_map(|a| crate::users::normalize_username(a))
+            .any(|a| a == username)
+    }
+}
+
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match ListOrCommas::deserialize(d)? {
+        ListOrCommas::List(v) => v,
+        ListOrCommas::Commas(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 /// A database URL. Shown and logged with its password replaced.
@@ -379,6 +431,7 @@ impl Default for Config {
             ca: CaConfig::default(),
             decisions: DecisionLogConfig::default(),
             database: DatabaseConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
