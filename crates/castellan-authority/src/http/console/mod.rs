@@ -32,6 +32,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 const HTMX: &str = include_str!("../../../assets/htmx.min.js");
 const CSS: &str = include_str!("../../../assets/console.css");
+const ICON: &str = include_str!("../../../assets/console-icon.svg");
 
 /// The console's sign-in client: public (PKCE), its one redirect URI the
 /// console's callback, its one audience the console itself, no scopes of
@@ -65,6 +66,7 @@ pub fn router() -> Router<Arc<Authority>> {
         .route("/logout", post(signin::logout))
         .route("/assets/htmx.min.js", get(htmx))
         .route("/assets/console.css", get(css))
+        .route("/assets/icon.svg", get(icon))
         .route("/keys", get(pages::keys))
         .route("/keys/rotate", post(actions::rotate_keys))
         .route("/verifiers", get(pages::verifiers))
@@ -117,6 +119,10 @@ async fn htmx(axum::extract::State(auth): axum::extract::State<Arc<Authority>>) 
 
 async fn css(axum::extract::State(auth): axum::extract::State<Arc<Authority>>) -> Response {
     asset(&auth, CSS, "text/css; charset=utf-8")
+}
+
+async fn icon(axum::extract::State(auth): axum::extract::State<Arc<Authority>>) -> Response {
+    asset(&auth, ICON, "image/svg+xml")
 }
 
 /// What every page shows around its content.
