@@ -523,10 +523,14 @@ impl Config {
                 continue;
             };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-            let value = value
-                .parse::<i64>()
-                .map(toml::Value::Integer)
-                .unwrap_or(toml::Value::String(value));
+            let value = match value.as_str() {
+                "true" => toml::Value::Boolean(true),
+                "false" => toml::Value::Boolean(false),
+                _ => value
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .unwrap_or(toml::Value::String(value)),
+            };
             let entry = table
                 .entry(section.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -832,6 +836,25 @@ mod tests {
         let err = Config::load(None, env(&[("CASTELLAN_KEYS__ROTATION", "1d")])).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
         assert!(Config::load(None, env(&[("CASTELLAN_TOKENS__LEEWAY", "soon")])).is_err());
+    }
+
+    #[test]
+    fn console_admins_from_the_file_or_the_environment() {
+        let c = Config::default();
+        assert!(c.console.enabled);
+        assert!(c.console.admins.is_empty());
+        let c = Config::from_toml("[console]\nadmins = [\"Alice\", \"bob\"]\n").unwrap();
+        assert!(c.console.is_admin("alice"), "names are compared normalized");
+        assert!(c.console.is_admin("bob"));
+        assert!(!c.console.is_admin("carol"));
+        let env = vec![
+            ("CASTELLAN_CONSOLE__ADMINS".to_owned(), "alice, bob".to_owned()),
+            ("CASTELLAN_CONSOLE__ENABLED".to_owned(), "false".to_owned()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(c.console.admins, ["alice", "bob"]);
+        assert!(!c.console.enabled);
+        assert!(Config::from_toml("[console]\nadmin = []\n").is_err());
     }
 
     #[test]

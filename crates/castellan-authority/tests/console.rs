@@ -114,6 +114,17 @@ async fn without_a_session_every_page_sends_the_browser_to_sign_in() {
     assert_eq!(p.status, 303);
     assert_eq!(active_kid(&ta).await, before);
 
+    // An htmx request is told where to go instead.
+    let resp = b
+        .http
+        .get(format!("{}/admin/keys", ta.url))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(resp.headers()["hx-redirect"], "/admin/login");
+
     // Sign-in starts at the authorization endpoint, PKCE S256, state in a sealed cookie.
     let resp = b.http.get(format!("{}/admin/login", ta.url)).send().await.unwrap();
     assert_eq!(resp.status(), 303);
@@ -219,7 +230,39 @@ async fn actions_need_the_csrf_token_and_a_confirmation() {
         .await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(p.location.as_deref(), Some("/admin/keys?done=rotated"));
-    assert_ne!(active_kid(&ta).await, before, "rotated");
+    let after = active_kid(&ta).await;
+    assert_ne!(after, before, "rotated");
+
+    // The token may come in the header htmx sends instead of the form.
+    let resp = b
+        .http
+        .post(&rotate)
+        .form(&[("confirm", "yes"), ("emergency", "yes")])
+        .header("x-csrf-token", &csrf)
+        .header("sec-fetch-site", "same-origin")
+        .header(
+            "cookie",
+            b.cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let (_, keys) = ta.admin(Method::GET, "/keys", None).await;
+    let withdrawn = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == after.as_str())
+        .unwrap();
+    assert_eq!(
+        withdrawn["state"], "withdrawn",
+        "the emergency withdrew the active key: {keys}"
+    );
 }
 
 #[tokio::test]
