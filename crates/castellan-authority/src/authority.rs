@@ -415,7 +415,16 @@ impl Authority {
     }
 
     /// Reads a client, mapping storage failure to a 500.
+    /// The console's own sign-in client is virtual (never stored, so it
+    /// cannot be deleted or changed, and a stored client of that id is shadowed).
     pub async fn client(&self, id: &str) -> Result<Option<ClientRecord>, ApiError> {
+        if id == crate::http::console::CLIENT_ID {
+            return Ok(self
+                .config
+                .console
+                .enabled
+                .then(|| crate::http::console::client_record(self)));
+        }
         self.store.get_client(id).await.map_err(|e| ApiError::server_error(&e))
     }
 

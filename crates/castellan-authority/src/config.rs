@@ -53,6 +53,58 @@ pub struct Config {
     pub decisions: DecisionLogConfig,
     /// The store: SQLite under the data dir, or PostgreSQL for a cluster.
     pub database: DatabaseConfig,
+    /// The admin console at `/admin`.
+    pub console: ConsoleConfig,
+}
+
+/// The admin console (`docs/console.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Whether `/admin` serves the console at all.
+    pub enabled: bool,
+    /// Usernames of the people who may use the console; empty refuses everyone.
+    /// A list in TOML; a comma-separated string from the environment
+    /// (`CASTELLAN_CONSOLE__ADMINS=alice,bob`).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub admins: Vec<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            admins: Vec::new(),
+        }
+    }
+}
+
+impl ConsoleConfig {
+    /// Whether the person named `username` (already normalized) is a console admin.
+    pub fn is_admin(&self, username: &str) -> bool {
+        self.admins
+            .iter()
+            .filter_map(|a| crate::users::normalize_username(a))
+            .any(|a| a == username)
+    }
+}
+
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match ListOrCommas::deserialize(d)? {
+        ListOrCommas::List(v) => v,
+        ListOrCommas::Commas(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 /// A database URL. Shown and logged with its password replaced.
@@ -379,6 +431,7 @@ impl Default for Config {
             ca: CaConfig::default(),
             decisions: DecisionLogConfig::default(),
             database: DatabaseConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -470,10 +523,14 @@ impl Config {
                 continue;
             };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-            let value = value
-                .parse::<i64>()
-                .map(toml::Value::Integer)
-                .unwrap_or(toml::Value::String(value));
+            let value = match value.as_str() {
+                "true" => toml::Value::Boolean(true),
+                "false" => toml::Value::Boolean(false),
+                _ => value
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .unwrap_or(toml::Value::String(value)),
+            };
             let entry = table
                 .entry(section.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -779,6 +836,25 @@ mod tests {
         let err = Config::load(None, env(&[("CASTELLAN_KEYS__ROTATION", "1d")])).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
         assert!(Config::load(None, env(&[("CASTELLAN_TOKENS__LEEWAY", "soon")])).is_err());
+    }
+
+    #[test]
+    fn console_admins_from_the_file_or_the_environment() {
+        let c = Config::default();
+        assert!(c.console.enabled);
+        assert!(c.console.admins.is_empty());
+        let c = Config::from_toml("[console]\nadmins = [\"Alice\", \"bob\"]\n").unwrap();
+        assert!(c.console.is_admin("alice"), "names are compared normalized");
+        assert!(c.console.is_admin("bob"));
+        assert!(!c.console.is_admin("carol"));
+        let env = vec![
+            ("CASTELLAN_CONSOLE__ADMINS".to_owned(), "alice, bob".to_owned()),
+            ("CASTELLAN_CONSOLE__ENABLED".to_owned(), "false".to_owned()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(c.console.admins, ["alice", "bob"]);
+        assert!(!c.console.enabled);
+        assert!(Config::from_toml("[console]\nadmin = []\n").is_err());
     }
 
     #[test]

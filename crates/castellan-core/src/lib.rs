@@ -5,6 +5,7 @@
 
 pub mod claims;
 pub mod clock;
+pub mod diff;
 pub mod duration;
 pub mod platform;
 pub mod probe_run;

@@ -420,6 +420,11 @@ async fn delete_client(
 ) -> Result<Response, ApiError> {
     let caller = require_admin(&auth, &headers).await?;
     let c = find(&auth, &id).await?;
+    if c.client_id == super::console::CLIENT_ID {
+        return Err(ApiError::conflict(
+            "the console's built-in sign-in client is not stored and cannot be deleted; `[console] enabled = false` switches it off",
+        ));
+    }
     if c.admin {
         let admins = auth
             .store()

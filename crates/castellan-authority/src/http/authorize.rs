@@ -78,15 +78,20 @@ impl PendingLogin {
 
 /// The login cookie's value, if the browser sent a well-formed one.
 pub fn login_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, LOGIN_COOKIE).filter(|v| v.len() == 43)
+}
+
+/// The value of cookie `name`, if the browser sent one of base64url characters.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == LOGIN_COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
-        .filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
 fn set_cookie(auth: &Authority, value: &str) -> Option<HeaderValue> {
@@ -308,7 +313,7 @@ pub fn login_page(
 /// `Sec-Fetch-Site` are judged by it alone (our own page posts `same-origin`);
 /// for others an `Origin` other than ours refuses. `Origin: null` is left to
 /// the cookie binding, which is the real CSRF defence.
-fn cross_site(auth: &Authority, headers: &HeaderMap) -> bool {
+pub(crate) fn cross_site(auth: &Authority, headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return site != "same-origin";
     }

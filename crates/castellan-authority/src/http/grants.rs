@@ -134,6 +134,16 @@ fn respond(auth: &Authority, m: Minted<'_>) -> Result<Response, ApiError> {
     Ok(Json(body).into_response())
 }
 
+/// An authorization code redeemed: the session it began and its person.
+pub struct RedeemedCode {
+    /// The live session.
+    pub session: SessionRecord,
+    /// The person, not suspended.
+    pub user: UserRecord,
+    /// The `nonce` of the authorization request.
+    pub nonce: Option<String>,
+}
+
 /// `grant_type=authorization_code`.
 pub async fn authorization_code(
     auth: &Authority,
@@ -141,6 +151,32 @@ pub async fn authorization_code(
     form: &Form,
     bound_to: Option<&str>,
 ) -> Result<Response, ApiError> {
+    let RedeemedCode { session, user, nonce } = redeem_code(auth, client, form).await?;
+    let now = auth.now();
+    let (refresh_token, refresh) = new_refresh_token(auth, &session, now)?;
+    auth.store()
+        .insert_refresh_token(&refresh, now)
+        .await
+        .map_err(store_err)?;
+    respond(
+        auth,
+        Minted {
+            client,
+            session: &session,
+            user: &user,
+            scope: session.scope.clone(),
+            nonce,
+            refresh_token,
+            grant: "authorization_code",
+            bound_to,
+        },
+    )
+}
+
+/// Checks and spends an authorization code (`code`, `redirect_uri` and
+/// `code_verifier` in `form`) for `client`: the token endpoint's grant, and
+/// the admin console's sign-in, which needs the session but no tokens.
+pub async fn redeem_code(auth: &Authority, client: &ClientRecord, form: &Form) -> Result<RedeemedCode, ApiError> {
     let code = form
         .get("code")
         .ok_or_else(|| ApiError::invalid_request("code is required"))?;
@@ -188,24 +224,11 @@ pub async fn authorization_code(
     }
     let session = live_session(auth, &record.sid, now).await?;
     let user = active_user(auth, &record.user_id).await?;
-    let (refresh_token, refresh) = new_refresh_token(auth, &session, now)?;
-    auth.store()
-        .insert_refresh_token(&refresh, now)
-        .await
-        .map_err(store_err)?;
-    respond(
-        auth,
-        Minted {
-            client,
-            session: &session,
-            user: &user,
-            scope: session.scope.clone(),
-            nonce: record.nonce,
-            refresh_token,
-            grant: "authorization_code",
-            bound_to,
-        },
-    )
+    Ok(RedeemedCode {
+        session,
+        user,
+        nonce: record.nonce,
+    })
 }
 
 /// A narrower scope on refresh (RFC 6749 §6); never a wider one.

@@ -88,7 +88,7 @@ pub struct VersionView {
     pub has_schema: bool,
 }
 
-fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     use std::fmt::Write as _;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
     digest.as_ref().iter().fold(String::with_capacity(64), |mut out, b| {
@@ -237,25 +237,28 @@ async fn rollback(
     let body: Rollback = json_body(&auth, req, false)
         .await?
         .ok_or_else(|| ApiError::invalid_request("body required"))?;
+    let record = rollback_to(&auth, &service, body.version, &caller.client_id).await?;
+    Ok((StatusCode::CREATED, Json(view(&record))).into_response())
+}
+
+/// Puts `version` of `service` back in force by storing it again as a new
+/// version (the admin API's and the console's rollback); `by` is recorded.
+pub(crate) async fn rollback_to(
+    auth: &Authority,
+    service: &str,
+    version: i64,
+    by: &str,
+) -> Result<PolicyVersionRecord, ApiError> {
     let old = auth
         .store()
-        .get_policy_version(&service, Some(body.version))
+        .get_policy_version(service, Some(version))
         .await
         .map_err(|e| ApiError::server_error(&e))?
-        .ok_or_else(|| ApiError::not_found(format!("`{service}` has no version {}", body.version)))?;
+        .ok_or_else(|| ApiError::not_found(format!("`{service}` has no version {version}")))?;
     // Checked again: a schema or Cedar upgrade may have made it invalid since.
     check(&old.policies, old.schema.as_deref())?;
     let note = format!("rollback to {}", old.version);
-    let record = store_version(
-        &auth,
-        &service,
-        &old.policies,
-        old.schema.as_deref(),
-        &caller.client_id,
-        Some(&note),
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(view(&record))).into_response())
+    store_version(auth, service, &old.policies, old.schema.as_deref(), by, Some(&note)).await
 }
 
 async fn list_services(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use castellan_core::platform::{KeyFacts, TokenFacts};
+use castellan_core::platform::{KeyFacts, PlatformReport, TokenFacts};
 use castellan_core::probe_run::ProbeRun;
 use castellan_store::{KeyState, ProbeRunRecord};
 use serde::Deserialize;
@@ -32,7 +32,7 @@ pub fn admin_router() -> Router<Arc<Authority>> {
 
 /// A stored run read back; `None` (and a warning) for a row this version
 /// cannot read, which must not take the report down with it.
-fn parse_run(r: &ProbeRunRecord) -> Option<RecordedRun> {
+pub(crate) fn parse_run(r: &ProbeRunRecord) -> Option<RecordedRun> {
     match serde_json::from_str::<ProbeRun>(&r.report) {
         Ok(run) => Some(RecordedRun {
             id: r.id,
@@ -115,6 +115,11 @@ async fn list_runs(
 
 async fn report(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {
     require_admin(&auth, &headers).await?;
+    Ok(Json(platform_report(&auth).await?).into_response())
+}
+
+/// The platform report as it stands (the admin API's and the console's).
+pub(crate) async fn platform_report(auth: &Authority) -> Result<PlatformReport, ApiError> {
     let now = auth.now();
     let store = auth.store();
     let config = auth.config();
@@ -207,5 +212,5 @@ async fn report(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Resul
         runs,
         unreadable_runs,
     };
-    Ok(Json(assess(facts)).into_response())
+    Ok(assess(facts))
 }
