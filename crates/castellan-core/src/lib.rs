@@ -6,6 +6,7 @@
 pub mod claims;
 pub mod clock;
 pub mod duration;
+pub mod observe;
 pub mod platform;
 pub mod probe_run;
 
