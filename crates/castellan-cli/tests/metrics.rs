@@ -7,11 +7,12 @@
 
 mod common;
 
-use common::{echo, gate, within, Authority};
+use common::{client_credentials, echo, gate, within, Authority, Proc, ADMIN_ID, ADMIN_SECRET, BIN};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Samples of a scrape by `name{labels}` exactly as rendered (labels in the
 /// exporter's order), and the set of metric names.
@@ -246,7 +247,81 @@ fn dashboard_exprs() -> Vec<String> {
     exprs
 }
 
-const POLICY: &str = r#"@id("all") permit(principal, action, resource);"#;
+const POLICY: &str = r#"
+@id("all") permit(principal, action, resource);
+@id("no-admin") forbid(principal, action, resource) when { resource.path like "/admin/*" };
+"#;
+
+/// Starts a process logging JSON at `level` to `log`; its first stdout line is `listening on URL`.
+fn spawn_logging(mut cmd: Command, level: &str, log: &Path) -> Proc {
+    cmd.env("RUST_LOG", level)
+        .arg("--log-format")
+        .arg("json")
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    Proc { child, url }
+}
+
+/// The JSON log lines of `log` that mention `needle`.
+fn log_lines_with(log: &Path, needle: &str) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_authoritys_log_lines_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("authority.log");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("CASTELLAN_BOOTSTRAP_ADMIN_ID", ADMIN_ID)
+        .env("CASTELLAN_BOOTSTRAP_ADMIN_SECRET", ADMIN_SECRET);
+    let authority = spawn_logging(cmd, "info", &log);
+    let http = castellan_testkit::http_client();
+    let url = authority.url.clone();
+    let (status, t) = client_credentials(
+        &http,
+        &url,
+        ADMIN_ID,
+        ADMIN_SECRET,
+        &[("scope", "castellan.admin"), ("audience", url.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    let r = http
+        .post(format!("{url}/admin/v1/clients"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .header("x-request-id", "create-req-7")
+        .json(&json!({"name": "it", "audiences": ["orders"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-request-id"], "create-req-7");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = log_lines_with(&log, "create-req-7");
+        if let Some(line) = lines.iter().find(|l| l["fields"]["message"] == "client created") {
+            assert_eq!(line["span"]["request_id"], "create-req-7", "{line}");
+            assert_eq!(line["span"]["endpoint"], "/admin/v1/clients", "{line}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `client created` line with the request id: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 const CHECK_IDS: [&str; 15] = [
     "genuine",
@@ -316,17 +391,31 @@ async fn deploy_references_real_metrics() {
     let creds = dir.path().join("gate-orders.json");
     std::fs::write(&creds, &out.stdout).unwrap();
     let upstream = echo().await;
-    let g = gate(
+    let gate_log = dir.path().join("gate.log");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "gate",
+        "--listen",
+        "127.0.0.1:0",
+        "--authority",
         auth.url(),
+        "--audience",
         "orders",
-        Some(&upstream.url),
-        &[
-            "--policy-service",
-            "orders",
-            "--decision-log-credentials",
-            creds.to_str().unwrap(),
-        ],
-    )
+        "--upstream",
+        &upstream.url,
+        "--policy-service",
+        "orders",
+        "--decision-log-credentials",
+        creds.to_str().unwrap(),
+    ]);
+    let g = spawn_logging(cmd, "info", &gate_log);
+    within(Duration::from_secs(10), || async {
+        let r = castellan_testkit::http_client()
+            .get(format!("{}/.castellan/ready", g.url))
+            .send()
+            .await;
+        r.is_ok_and(|r| r.status() == 200)
+    })
     .await;
     let (id, secret) = auth.client(&["orders"]).await;
     let token = auth.access_token(&id, &secret).await;
@@ -334,6 +423,22 @@ async fn deploy_references_real_metrics() {
     let url = format!("{}/v1/orders", g.url);
     assert_eq!(http.get(&url).bearer_auth(&token).send().await.unwrap().status(), 200);
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    // A denial is logged at `info` with the request's id.
+    let denied = http
+        .get(format!("{}/admin/users", g.url))
+        .bearer_auth(&token)
+        .header("x-request-id", "deny-req-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    assert_eq!(denied.headers()["x-request-id"], "deny-req-1");
+    within(Duration::from_secs(5), || async {
+        log_lines_with(&gate_log, "deny-req-1")
+            .iter()
+            .any(|l| l["fields"]["message"] == "denied by policy" && l["fields"]["request_id"] == "deny-req-1")
+    })
+    .await;
     // Readiness sets the store gauge.
     let ready = http.get(format!("{}/readyz", auth.url())).send().await.unwrap();
     assert_eq!(ready.status(), 200);
