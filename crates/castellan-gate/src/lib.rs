@@ -139,8 +139,27 @@ struct Gate {
     upstream: Option<proxy::Upstream>,
     client: proxy::UpstreamClient,
     metrics: PrometheusHandle,
+    /// The admitted path's metric handles, registered once: the macros
+    /// build and hash a labelled key on every call.
+    hot: HotMetrics,
     /// `https` behind the mTLS listener, else `http`.
     proto: &'static str,
+}
+
+struct HotMetrics {
+    admitted: metrics::Counter,
+    admitted_seconds: metrics::Histogram,
+    upstream_seconds: metrics::Histogram,
+}
+
+impl HotMetrics {
+    fn register() -> Self {
+        Self {
+            admitted: metrics::counter!("castellan_gate_requests_total", "outcome" => "admitted"),
+            admitted_seconds: metrics::histogram!("castellan_gate_request_duration_seconds", "outcome" => "admitted"),
+            upstream_seconds: metrics::histogram!("castellan_gate_upstream_duration_seconds"),
+        }
+    }
 }
 
 /// The mTLS side of a bound gate.
@@ -263,6 +282,8 @@ pub async fn bind(
             Arc::new(castellan_core::SystemClock),
         ))
     });
+    // The recorder first: the hot path's handles register with it.
+    let metrics = prometheus();
     let gate = Arc::new(Gate {
         verifier: ArcSwapOption::empty(),
         authz: config.policy_service.as_ref().map(|s| {
@@ -276,7 +297,8 @@ pub async fn bind(
         tasks: std::sync::Mutex::new(Vec::new()),
         upstream,
         client,
-        metrics: prometheus(),
+        metrics,
+        hot: HotMetrics::register(),
         proto: if tls { "https" } else { "http" },
     });
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
@@ -510,9 +532,14 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let mut resp = async {
         let (outcome, decided) = check(&gate, &parts, rid).await;
-        metrics::histogram!("castellan_gate_request_duration_seconds", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!("castellan_gate_requests_total", "outcome" => outcome).increment(1);
+        let own = started.elapsed().as_secs_f64();
+        if decided.is_ok() {
+            gate.hot.admitted_seconds.record(own);
+            gate.hot.admitted.increment(1);
+        } else {
+            metrics::histogram!("castellan_gate_request_duration_seconds", "outcome" => outcome).record(own);
+            metrics::counter!("castellan_gate_requests_total", "outcome" => outcome).increment(1);
+        }
         match (decided, &gate.upstream) {
             (Err(refused), _) => refused,
             (Ok(identity), None) => {
@@ -524,8 +551,7 @@ async fn handle(
                 let forwarding = Instant::now();
                 let req = Request::from_parts(parts, body);
                 let resp = proxy::forward(&gate.client, upstream, req, identity, peer, gate.proto).await;
-                metrics::histogram!("castellan_gate_upstream_duration_seconds")
-                    .record(forwarding.elapsed().as_secs_f64());
+                gate.hot.upstream_seconds.record(forwarding.elapsed().as_secs_f64());
                 resp
             }
         }
