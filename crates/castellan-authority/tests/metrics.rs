@@ -6,6 +6,7 @@
 //! so a second test sending traffic at the same time would spoil the counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may unwrap
 
+use castellan_testkit::browser::{pkce, sign_in, AuthRequest};
 use castellan_testkit::TestAuthority;
 use reqwest::Method;
 use serde_json::json;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+const REDIRECT: &str = "http://127.0.0.1:9/cb";
 
 /// One scrape: every sample by name and sorted labels.
 #[derive(Debug)]
@@ -112,11 +114,32 @@ async fn metrics_count_known_traffic_exactly() {
         svc["client_id"].as_str().unwrap(),
         svc["client_secret"].as_str().unwrap(),
     );
+    let (status, app) = ta
+        .admin(
+            Method::POST,
+            "/clients",
+            Some(
+                json!({"name": "web", "audiences": ["orders"], "scopes": ["orders.read"],
+                        "public": true, "redirect_uris": [REDIRECT]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["client_id"].as_str().unwrap().to_owned();
+    let (status, _) = ta
+        .admin(
+            Method::POST,
+            "/users",
+            Some(json!({"username": "alice", "password": "alice-password"})),
+        )
+        .await;
+    assert_eq!(status, 201);
     let kids = ta.published_kids().await;
 
     let (before, _) = scrape(&ta).await;
 
-    // Known traffic: 3 client-credentials grants and 1 exchange (200), 2
+    // Known traffic: 3 client-credentials grants, 1 exchange, a sign-in
+    // (its login answers 303) with 1 code and 1 refresh grant (200), 2
     // refused grants (400), 1 admin call without a token (401), 1 path no
     // route matches (404).
     let mut orders_token = String::new();
@@ -133,6 +156,47 @@ async fn metrics_count_known_traffic_exactly() {
                 ("subject_token", &orders_token),
                 ("subject_token_type", AT),
                 ("audience", "billing"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let p = pkce();
+    let back = sign_in(
+        &AuthRequest {
+            issuer: &ta.url,
+            client_id: &app_id,
+            redirect_uri: REDIRECT,
+            scope: "openid orders.read",
+            challenge: &p.challenge,
+            state: "s",
+            nonce: "n",
+        },
+        "alice",
+        "alice-password",
+    )
+    .await;
+    let code = back.redirect_param("code").unwrap();
+    let resp = ta
+        .token_request(
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", p.verifier.as_str()),
+                ("client_id", &app_id),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let grant: serde_json::Value = resp.json().await.unwrap();
+    let resp = ta
+        .token_request(
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", grant["refresh_token"].as_str().unwrap()),
+                ("client_id", &app_id),
             ],
         )
         .await;
@@ -154,7 +218,9 @@ async fn metrics_count_known_traffic_exactly() {
     let req = "castellan_http_requests_total";
     let token_ok = [("endpoint", "/oauth2/token"), ("method", "POST"), ("outcome", "2xx")];
     let token_bad = [("endpoint", "/oauth2/token"), ("method", "POST"), ("outcome", "4xx")];
-    assert_eq!(delta(req, &token_ok), 4.0, "{text}");
+    assert_eq!(delta(req, &token_ok), 6.0, "{text}");
+    let login = [("endpoint", "/oauth2/login"), ("method", "POST"), ("outcome", "3xx")];
+    assert_eq!(delta(req, &login), 1.0, "{text}");
     assert_eq!(delta(req, &token_bad), 2.0, "{text}");
     // Nested routes are named by their whole pattern.
     let admin_401 = [("endpoint", "/admin/v1/clients"), ("method", "GET"), ("outcome", "4xx")];
@@ -175,13 +241,13 @@ async fn metrics_count_known_traffic_exactly() {
     // A real histogram: buckets, count and sum, per endpoint and outcome.
     let dur = "castellan_http_request_duration_seconds";
     let ok = [("endpoint", "/oauth2/token"), ("outcome", "2xx")];
-    assert_eq!(delta(&format!("{dur}_count"), &ok), 4.0, "{text}");
+    assert_eq!(delta(&format!("{dur}_count"), &ok), 6.0, "{text}");
     assert_eq!(
         delta(
             &format!("{dur}_bucket"),
             &[("endpoint", "/oauth2/token"), ("outcome", "2xx"), ("le", "+Inf")]
         ),
-        4.0
+        6.0
     );
     assert!(after.get(&format!("{dur}_sum"), &ok) > before.get(&format!("{dur}_sum"), &ok));
     assert!(!text.contains(&format!("{dur}{{endpoint=\"/oauth2/token\",outcome=\"2xx\",quantile")));
@@ -190,6 +256,8 @@ async fn metrics_count_known_traffic_exactly() {
     let issued = "castellan_tokens_issued_total";
     assert_eq!(delta(issued, &[("grant_type", "client_credentials")]), 3.0, "{text}");
     assert_eq!(delta(issued, &[("grant_type", "token_exchange")]), 1.0, "{text}");
+    assert_eq!(delta(issued, &[("grant_type", "authorization_code")]), 1.0, "{text}");
+    assert_eq!(delta(issued, &[("grant_type", "refresh_token")]), 1.0, "{text}");
 
     // Store latency, per operation: every grant read its client.
     let store = "castellan_store_operation_duration_seconds_count";
