@@ -154,13 +154,23 @@ pub struct RotationOutcome {
     pub laggards: Vec<String>,
 }
 
+/// The recorder's settings: every histogram is a real Prometheus histogram
+/// (buckets, aggregatable across nodes), not a per-process summary.
+fn prometheus_builder() -> PrometheusBuilder {
+    let builder = PrometheusBuilder::new();
+    match builder.set_buckets(&castellan_core::observe::LATENCY_BUCKETS) {
+        Ok(b) => b,
+        Err(_) => PrometheusBuilder::new(),
+    }
+}
+
 fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            prometheus_builder()
                 .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+                .unwrap_or_else(|_| prometheus_builder().build_recorder().handle())
         })
         .clone()
 }
@@ -220,6 +230,7 @@ impl Authority {
                 (Arc::new(store), "this database")
             }
         };
+        let store: Arc<dyn Store> = Arc::new(castellan_store::MeteredStore::new(store));
         let stored_check = store.init_meta("master_key_check", master.check_value()).await?;
         if stored_check != master.check_value() {
             return Err(StartError::WrongMasterKey(what));

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod federation;
+pub mod gauges;
 pub mod http;
 pub mod keys;
 pub mod mtls;

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod clock;
 pub mod diff;
 pub mod duration;
+pub mod observe;
 pub mod platform;
 pub mod probe_run;
 

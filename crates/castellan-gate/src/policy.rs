@@ -9,13 +9,14 @@ use castellan_authz::{gate_request, Authorizer, Decision};
 use castellan_verify::VerifiedToken;
 
 /// Decides `method path` for the token (and mTLS peer); `Some(response)`
-/// (403) when denied.
+/// (403) when denied. `request_id` goes on the log lines.
 pub fn check(
     authz: &Authorizer,
     token: &VerifiedToken,
     peer: Option<&str>,
     method: &str,
     path: &str,
+    request_id: &str,
 ) -> Option<Response> {
     let decision = match gate_request(token, peer, method, path) {
         Ok((request, entities)) => authz.decide(&request, &entities),
@@ -31,7 +32,7 @@ pub fn check(
             return Some((http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response());
         }
         Err(e) => {
-            tracing::warn!(error = %e, "authorization request cannot be built; denying");
+            tracing::warn!(request_id, error = %e, "authorization request cannot be built; denying");
             return Some(denied("the request cannot be evaluated".to_owned()));
         }
     };
@@ -40,7 +41,7 @@ pub fn check(
             determining, version, ..
         } => {
             metrics::counter!("castellan_gate_decisions_total", "decision" => "allow").increment(1);
-            tracing::debug!(sub = %token.sub, method, path, policies = ?determining, version, "allowed by policy");
+            tracing::debug!(request_id, sub = %token.sub, method, path, policies = ?determining, version, "allowed by policy");
             None
         }
         Decision::Deny {
@@ -51,7 +52,7 @@ pub fn check(
         } => {
             metrics::counter!("castellan_gate_decisions_total", "decision" => "deny", "reason" => reason.label())
                 .increment(1);
-            tracing::info!(sub = %token.sub, method, path, reason = reason.label(), policies = ?determining, errors = errors.len(), version, "denied by policy");
+            tracing::info!(request_id, sub = %token.sub, method, path, reason = reason.label(), policies = ?determining, errors = errors.len(), version, "denied by policy");
             let why = if determining.is_empty() {
                 format!("denied by policy ({})", reason.label())
             } else {

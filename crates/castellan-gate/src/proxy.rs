@@ -99,8 +99,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn bad_gateway(detail: &str) -> Response {
-    tracing::warn!(error = detail, "upstream request failed");
+fn bad_gateway(detail: &str, request_id: Option<&HeaderValue>) -> Response {
+    let request_id = request_id.and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::warn!(request_id, error = detail, "upstream request failed");
     metrics::counter!("castellan_gate_upstream_errors_total").increment(1);
     let body = serde_json::json!({"error": "bad_gateway", "error_description": "upstream unavailable"});
     (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
@@ -166,6 +167,8 @@ pub async fn forward(
     proto: &'static str,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
+    // Set by the gate before the request got here (the one it forwards).
+    let request_id = parts.headers.get(castellan_core::observe::HEADER).cloned();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = match Uri::builder()
         .scheme(upstream.scheme.clone())
@@ -174,7 +177,7 @@ pub async fn forward(
         .build()
     {
         Ok(u) => u,
-        Err(_) => return bad_gateway("cannot build upstream URI"),
+        Err(_) => return bad_gateway("cannot build upstream URI", request_id.as_ref()),
     };
     let original_host = parts.headers.remove(header::HOST);
     strip_hop_by_hop(&mut parts.headers);
@@ -205,6 +208,6 @@ pub async fn forward(
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(e) => bad_gateway(&error_chain(&e)),
+        Err(e) => bad_gateway(&error_chain(&e), request_id.as_ref()),
     }
 }

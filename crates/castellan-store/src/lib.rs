@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod copy;
+mod metered;
 mod migrations;
 mod model;
 mod postgres;
@@ -16,6 +17,7 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use metered::MeteredStore;
 pub use model::{
     AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord, KeyRecord,
     KeyState, PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind,

@@ -997,6 +997,18 @@ async fn sqlite_conformance() {
     conformance(Arc::new(store)).await;
 }
 
+/// The metered wrapper the authority runs with is the same store to its callers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metered_sqlite_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+    let metered = castellan_store::MeteredStore::new(store);
+    assert!(!metered.is_shared());
+    assert!(metered.subscribe().is_none());
+    metered.ping().await.unwrap();
+    conformance(Arc::new(metered)).await;
+}
+
 #[tokio::test]
 async fn sqlite_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();

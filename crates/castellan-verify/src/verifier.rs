@@ -224,6 +224,7 @@ impl VerifierBuilder {
             revocations: RwLock::new(RevocationState::default()),
             started: Instant::now(),
             last_contact_ms: AtomicU64::new(0),
+            jwks_fetched_ms: AtomicU64::new(0),
             stream_connected: AtomicBool::new(false),
             cache: TokenCache::new(self.cache_capacity),
             verifier_id,
@@ -296,6 +297,8 @@ struct Inner {
     revocations: RwLock<RevocationState>,
     started: Instant,
     last_contact_ms: AtomicU64,
+    /// When the JWKS last arrived (milliseconds after `started`).
+    jwks_fetched_ms: AtomicU64,
     stream_connected: AtomicBool,
     cache: TokenCache,
     verifier_id: String,
@@ -412,9 +415,12 @@ impl Verifier {
         match &result {
             Ok(_) => {
                 self.inner.transport.saw(presented.is_some());
-                metrics::counter!("castellan_verify_total", "result" => "ok").increment(1);
+                metrics::counter!("castellan_verify_total", "result" => "ok", "reason" => "none").increment(1);
             }
-            Err(r) => metrics::counter!("castellan_verify_total", "result" => r.label()).increment(1),
+            // The reason is the rejection's kind (a fixed set), never its detail.
+            Err(r) => {
+                metrics::counter!("castellan_verify_total", "result" => "rejected", "reason" => r.label()).increment(1)
+            }
         }
         result
     }
@@ -478,6 +484,28 @@ impl Verifier {
         !self.inner.keys.load().is_empty() && (self.inner.fail_mode == FailMode::Open || !self.inner.stale())
     }
 
+    /// Sets the gauges that describe the verifier now; call it before
+    /// rendering metrics (the gate does on every scrape):
+    /// `castellan_jwks_age_seconds` (since the JWKS last arrived),
+    /// `castellan_verifier_stream_connected`, `castellan_verifier_last_seq`,
+    /// `castellan_verifier_seconds_since_contact` and `castellan_verifier_stale`.
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "gauge values: milliseconds and sequence numbers fit f64"
+    )]
+    pub fn publish_metrics(&self) {
+        let i = &self.inner;
+        let now = i.millis_since_start();
+        let jwks_age = now.saturating_sub(i.jwks_fetched_ms.load(Ordering::Relaxed));
+        metrics::gauge!("castellan_jwks_age_seconds").set(jwks_age as f64 / 1000.0);
+        let connected = i.stream_connected.load(Ordering::Relaxed);
+        metrics::gauge!("castellan_verifier_stream_connected").set(if connected { 1.0 } else { 0.0 });
+        let last_seq = i.revocations.read().map(|r| r.last_seq()).unwrap_or(0);
+        metrics::gauge!("castellan_verifier_last_seq").set(last_seq as f64);
+        metrics::gauge!("castellan_verifier_seconds_since_contact").set(i.millis_since_contact() as f64 / 1000.0);
+        metrics::gauge!("castellan_verifier_stale").set(if i.stale() { 1.0 } else { 0.0 });
+    }
+
     /// A snapshot for health checks and metrics.
     pub fn status(&self) -> VerifierStatus {
         let i = &self.inner;
@@ -496,6 +524,10 @@ impl Verifier {
 }
 
 impl Inner {
+    fn millis_since_start(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn millis_since_contact(&self) -> u64 {
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         now.saturating_sub(self.last_contact_ms.load(Ordering::Relaxed))
@@ -568,6 +600,7 @@ impl Inner {
                 }
                 let count = fetched.keys.len();
                 self.keys.store(Arc::new(fetched.keys));
+                self.jwks_fetched_ms.store(self.millis_since_start(), Ordering::Relaxed);
                 self.keys_changed.notify_one();
                 metrics::counter!("castellan_jwks_refresh_total", "outcome" => "ok").increment(1);
                 tracing::debug!(keys = count, "jwks refreshed");

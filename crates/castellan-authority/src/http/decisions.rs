@@ -147,16 +147,21 @@ pub async fn ingest(State(auth): State<Arc<Authority>>, Path(service): Path<Stri
                 received_at: now,
             })
             .collect();
-        let n = rows.len();
+        let allowed = rows.iter().filter(|r| r.decision == "allow").count();
+        let denied = rows.len().saturating_sub(allowed);
         let fresh = auth
             .store()
             .append_decisions(&client.client_id, &batch.batch_id, now, &rows)
             .await
             .map_err(|e| ApiError::server_error(&e))?;
         if fresh {
-            metrics::counter!("castellan_decisions_received_total").increment(n as u64);
+            // `service` names a service some client may ship for (checked above): bounded.
+            for (decision, n) in [("allow", allowed), ("deny", denied)] {
+                metrics::counter!("castellan_decisions_received_total", "service" => service.to_owned(), "decision" => decision)
+                    .increment(n as u64);
+            }
         }
-        let accepted = if fresh { n } else { 0 };
+        let accepted = if fresh { allowed.saturating_add(denied) } else { 0 };
         Ok(Json(serde_json::json!({ "accepted": accepted, "duplicate": !fresh })).into_response())
     }
     .await;

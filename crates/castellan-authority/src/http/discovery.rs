@@ -125,9 +125,12 @@ pub async fn jwks(State(auth): State<Arc<Authority>>) -> Response {
     json_response(set.jwks_json.clone(), &format!("public, max-age={max_age}"))
 }
 
-/// `GET /metrics`: Prometheus text.
+/// `GET /metrics`: Prometheus text: the recorder's counters and histograms,
+/// then the gauges computed now (see [`crate::gauges`]).
 pub async fn metrics(State(auth): State<Arc<Authority>>) -> Response {
-    let mut resp = auth.render_metrics().into_response();
+    let mut text = auth.render_metrics();
+    text.push_str(&crate::gauges::render(&auth).await);
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -195,16 +195,11 @@ pub(crate) async fn platform_report(auth: &Authority) -> Result<PlatformReport, 
         .list_policy_services()
         .await
         .map_err(|e| ApiError::server_error(&e))?;
-    let k = &config.keys;
     let facts = Facts {
         now,
         issuer: auth.issuer().to_owned(),
         keys,
-        rotation_grace: schedule
-            .jwks_max_age
-            .saturating_mul(2)
-            .saturating_add(k.ack_timeout.secs())
-            .saturating_add(k.check_interval.secs().saturating_mul(2)),
+        rotation_grace: auth.rotation_grace(),
         tokens,
         verifiers: auth.verifier_views().await,
         client_audiences,
