@@ -78,3 +78,44 @@ pub fn client_actor(client_id: &str) -> String {
 pub fn user_actor(user_id: &str) -> String {
     format!("user:{user_id}")
 }
+
+/// The last event of an intact chain: record it outside Castellan (with the
+/// SIEM export) to detect later truncation of the tail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainHead {
+    /// Its sequence number.
+    pub seq: i64,
+    /// Its hash, lowercase hex.
+    pub hash: String,
+}
+
+/// What [`crate::Authority::verify_audit`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditVerification {
+    /// Events that verified, from the first (all of them when intact).
+    pub events: i64,
+    /// The last event that verified; `None` when there is none.
+    pub head: Option<ChainHead>,
+    /// Where the chain first breaks; `None` when it is intact.
+    pub first_bad: Option<castellan_store::audit_chain::ChainBreak>,
+}
+
+impl AuditVerification {
+    /// The chain is intact.
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+/// Events read per page when walking the chain.
+pub const VERIFY_PAGE: u32 = 1_000;
+
+/// PostgreSQL text holds no NUL, so one never reaches the store (the event
+/// would be lost); it is shown as U+FFFD instead.
+pub(crate) fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}

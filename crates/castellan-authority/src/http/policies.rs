@@ -7,6 +7,7 @@
 
 use super::admin::{json_body, json_body_up_to, require_admin};
 use super::error::ApiError;
+use crate::audit::{client_actor, AuditEntry};
 use crate::Authority;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -136,6 +137,7 @@ async fn store_version(
     schema: Option<&str>,
     by: &str,
     note: Option<&str>,
+    action: &'static str,
 ) -> Result<PolicyVersionRecord, ApiError> {
     let previous = auth
         .store()
@@ -150,17 +152,18 @@ async fn store_version(
     let (added, removed) = previous
         .as_ref()
         .map_or((policies.lines().count(), 0), |p| line_changes(&p.policies, policies));
-    tracing::info!(
-        target: "castellan::audit",
-        service,
-        version = record.version,
-        by,
-        note = note.unwrap_or(""),
-        lines_added = added,
-        lines_removed = removed,
-        sha256 = %sha256_hex(policies),
-        "policy version stored"
-    );
+    auth.audit(
+        AuditEntry::new(client_actor(by), action, format!("policy:{service}")).detail(serde_json::json!({
+            "service": service,
+            "version": record.version,
+            "previous_version": previous.as_ref().map(|p| p.version),
+            "note": note,
+            "lines_added": added,
+            "lines_removed": removed,
+            "sha256": sha256_hex(policies),
+        })),
+    )
+    .await;
     metrics::counter!("castellan_policy_pushes_total").increment(1);
     auth.events().publish(crate::events::StreamEvent::Policy {
         service: service.to_owned(),
@@ -218,6 +221,7 @@ async fn push(
         body.schema.as_deref(),
         &caller.client_id,
         body.note.as_deref(),
+        "policy.push",
     )
     .await?;
     let mut v = serde_json::to_value(view(&record)).unwrap_or_default();
@@ -253,6 +257,7 @@ async fn rollback(
         old.schema.as_deref(),
         &caller.client_id,
         Some(&note),
+        "policy.rollback",
     )
     .await?;
     Ok((StatusCode::CREATED, Json(view(&record))).into_response())
