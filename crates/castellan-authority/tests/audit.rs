@@ -175,6 +175,19 @@ async fn every_audited_action_is_recorded_chained_and_free_of_secrets() {
         .admin(Method::POST, "/policies/orders/rollback", Some(json!({"version": 1})))
         .await;
     assert_eq!(status, 201, "{v}");
+    // Refused admin actions are failures, with the error.
+    let (status, v) = ta
+        .admin(
+            Method::POST,
+            "/policies/orders",
+            Some(json!({"policies": "permit(principal, action resource);"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = ta.admin(Method::DELETE, &format!("/clients/{ADMIN_ID}"), None).await;
+    assert_eq!(status, 409, "the last admin: {v}");
+    let (status, v) = ta.admin(Method::POST, "/users/nobody/suspend", None).await;
+    assert_eq!(status, 404, "{v}");
     let (status, canary) = ta
         .admin(
             Method::POST,
@@ -268,6 +281,24 @@ async fn every_audited_action_is_recorded_chained_and_free_of_secrets() {
     let e = one(&events, "policy.rollback", "success");
     assert_eq!(e["detail"]["version"], 3);
     assert_eq!(e["detail"]["lines_removed"], 1);
+    let e = one(&events, "policy.push", "failure");
+    assert_eq!((&e["actor"], &e["target"]), (&json!(admin), &json!("policy:orders")));
+    assert_eq!(
+        (&e["detail"]["status"], &e["detail"]["error"]),
+        (&json!(400), &json!("invalid_request"))
+    );
+    assert!(
+        e["detail"]["error_description"].as_str().unwrap().contains("unchanged"),
+        "{e}"
+    );
+    let e = one(&events, "client.delete", "failure");
+    assert_eq!(e["target"], format!("client:{ADMIN_ID}"));
+    assert_eq!(e["detail"]["status"], 409);
+    let e = one(&events, "user.suspend", "failure");
+    assert_eq!(
+        (&e["target"], &e["detail"]["status"]),
+        (&json!("username:nobody"), &json!(404))
+    );
     let e = one(&events, "canary.mint", "success");
     assert_eq!(e["target"], format!("canary:{}", canary["sid"].as_str().unwrap()));
     assert_eq!(e["detail"]["check"], "genuine");
@@ -338,6 +369,15 @@ async fn the_audit_api_is_admin_only_and_strict() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    let resp = ta
+        .http
+        .post(format!("{}/admin/v1/clients", ta.url))
+        .bearer_auth(&token)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "not an admin: not an actor the trail records");
     for query in [
         "limit=0",
         "limit=1001",

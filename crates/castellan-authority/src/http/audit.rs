@@ -149,3 +149,132 @@ async fn verify(
         "problem": v.first_bad.as_ref().map(ToString::to_string),
     })))
 }
+
+/// Admin write routes (under `/admin/v1`) whose refusals are audited, with
+/// their action and the kind of their path parameter. `POST /keys/rotate`
+/// records its own failures.
+const WRITES: &[(&str, &str, &str, &str)] = &[
+    ("POST", "/clients", "client.create", ""),
+    ("DELETE", "/clients/{id}", "client.delete", "client"),
+    ("POST", "/clients/{id}/rotate-secret", "client.rotate_secret", "client"),
+    ("POST", "/clients/{id}/revoke", "client.revoke", "client"),
+    ("POST", "/sessions/{id}/revoke", "session.revoke", "session"),
+    ("POST", "/subjects/{id}/revoke", "subject.revoke", "subject"),
+    ("POST", "/users", "user.create", ""),
+    ("DELETE", "/users/{name}", "user.delete", "username"),
+    ("POST", "/users/{name}/password", "user.set_password", "username"),
+    ("POST", "/users/{name}/suspend", "user.suspend", "username"),
+    ("POST", "/users/{name}/resume", "user.resume", "username"),
+    ("POST", "/workloads", "workload.register", ""),
+    ("DELETE", "/workloads/{id}", "workload.delete", "workload"),
+    ("POST", "/ca/rotate", "ca.rotate", ""),
+    ("POST", "/policies/{service}", "policy.push", "policy"),
+    ("POST", "/policies/{service}/rollback", "policy.rollback", "policy"),
+    ("POST", "/canaries", "canary.mint", ""),
+    ("POST", "/probe-runs", "probe_run.record", ""),
+];
+
+/// The audited write a request is, by method and path: its action and its
+/// target (`kind:<path parameter>`, empty when the route has none).
+fn write_of(method: &axum::http::Method, path: &str) -> Option<(&'static str, String)> {
+    let path = path.strip_prefix(super::paths::ADMIN).unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    WRITES.iter().find_map(|(m, route, action, kind)| {
+        if method.as_str() != *m {
+            return None;
+        }
+        let pattern: Vec<&str> = route.split('/').collect();
+        if pattern.len() != segments.len() {
+            return None;
+        }
+        let mut param = None;
+        for (p, s) in pattern.iter().zip(&segments) {
+            if p.starts_with('{') {
+                if s.is_empty() {
+                    return None;
+                }
+                param = Some(*s);
+            } else if p != s {
+                return None;
+            }
+        }
+        let target = param.map_or_else(String::new, |v| {
+            target(kind, &percent_encoding::percent_decode_str(v).decode_utf8_lossy())
+        });
+        Some((*action, target))
+    })
+}
+
+/// Largest error body read back for its code and description.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Middleware on the admin routes: an audited write that an admin asked for
+/// and that was refused (bad input, a conflict, not found, a store failure)
+/// is recorded as a failure, with the status and the error. Successes are
+/// recorded by the handlers; requests from callers that are not admins are
+/// not actions of anyone the trail knows.
+pub async fn record_refusals(
+    State(auth): State<Arc<Authority>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some((action, target)) = write_of(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let headers = req.headers().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let refused = status.is_client_error() || status.is_server_error();
+    if !refused || status == axum::http::StatusCode::UNAUTHORIZED {
+        return resp;
+    }
+    let Ok(caller) = require_admin(&auth, &headers).await else {
+        return resp;
+    };
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY).await.unwrap_or_default();
+    let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    auth.audit(
+        crate::audit::AuditEntry::new(crate::audit::client_actor(&caller.client_id), action, target)
+            .outcome(crate::audit::Outcome::Failure)
+            .detail(serde_json::json!({
+                "status": status.as_u16(),
+                "error": error.get("error"),
+                "error_description": error.get("error_description"),
+            })),
+    )
+    .await;
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// A path parameter as an audit target: `kind:value`, at most 128 characters of the value.
+fn target(kind: &str, value: &str) -> String {
+    format!("{kind}:{}", value.chars().take(128).collect::<String>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audited_writes_are_found_by_route() {
+        let post = axum::http::Method::POST;
+        assert_eq!(
+            write_of(&post, "/admin/v1/policies/orders/rollback"),
+            Some(("policy.rollback", "policy:orders".to_owned()))
+        );
+        assert_eq!(
+            write_of(&post, "/policies/orders"),
+            Some(("policy.push", "policy:orders".to_owned()))
+        );
+        assert_eq!(write_of(&post, "/clients"), Some(("client.create", String::new())));
+        assert_eq!(
+            write_of(&axum::http::Method::DELETE, "/workloads/spiffe%3A%2F%2Fexample.org%2Fa"),
+            Some(("workload.delete", "workload:spiffe://example.org/a".to_owned()))
+        );
+        assert_eq!(write_of(&axum::http::Method::GET, "/clients"), None);
+        assert_eq!(write_of(&post, "/clients//rotate-secret"), None);
+        assert_eq!(write_of(&post, "/keys/rotate"), None, "records its own failures");
+        assert_eq!(target("client", &"x".repeat(300)).len(), 7 + 128);
+    }
+}
