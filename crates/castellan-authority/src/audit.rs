@@ -110,12 +110,27 @@ impl AuditVerification {
 /// Events read per page when walking the chain.
 pub const VERIFY_PAGE: u32 = 1_000;
 
-/// PostgreSQL text holds no NUL, so one never reaches the store (the event
-/// would be lost); it is shown as U+FFFD instead.
+/// Control characters (a name someone typed at the login page, say) never
+/// reach the store: PostgreSQL text holds no NUL (the event would be lost),
+/// and `castellan audit list` prints actors and targets on terminals. Each is
+/// kept as U+FFFD.
 pub(crate) fn storable(text: String) -> String {
-    if text.contains('\0') {
-        text.replace('\0', "\u{FFFD}")
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .collect()
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_not_stored() {
+        assert_eq!(storable("user:a\0b\x1b[31m".to_owned()), "user:a\u{FFFD}b\u{FFFD}[31m");
+        assert_eq!(storable("client:plain".to_owned()), "client:plain");
     }
 }
