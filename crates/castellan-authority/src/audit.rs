@@ -78,3 +78,59 @@ pub fn client_actor(client_id: &str) -> String {
 pub fn user_actor(user_id: &str) -> String {
     format!("user:{user_id}")
 }
+
+/// The last event of an intact chain: record it outside Castellan (with the
+/// SIEM export) to detect later truncation of the tail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainHead {
+    /// Its sequence number.
+    pub seq: i64,
+    /// Its hash, lowercase hex.
+    pub hash: String,
+}
+
+/// What [`crate::Authority::verify_audit`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditVerification {
+    /// Events that verified, from the first (all of them when intact).
+    pub events: i64,
+    /// The last event that verified; `None` when there is none.
+    pub head: Option<ChainHead>,
+    /// Where the chain first breaks; `None` when it is intact.
+    pub first_bad: Option<castellan_store::audit_chain::ChainBreak>,
+}
+
+impl AuditVerification {
+    /// The chain is intact.
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+/// Events read per page when walking the chain.
+pub const VERIFY_PAGE: u32 = 1_000;
+
+/// Control characters (a name someone typed at the login page, say) never
+/// reach the store: PostgreSQL text holds no NUL (the event would be lost),
+/// and `castellan audit list` prints actors and targets on terminals. Each is
+/// kept as U+FFFD.
+pub(crate) fn storable(text: String) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .collect()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_not_stored() {
+        assert_eq!(storable("user:a\0b\x1b[31m".to_owned()), "user:a\u{FFFD}b\u{FFFD}[31m");
+        assert_eq!(storable("client:plain".to_owned()), "client:plain");
+    }
+}

@@ -1,6 +1,7 @@
 //! The authority: state shared by every endpoint, first start, and the
 //! key-rotation scheduler.
 
+use crate::audit::AuditEntry;
 use crate::ca::{CaManager, CaSchedule};
 use crate::config::Config;
 use crate::events::{EventHub, StreamEvent, VerifierRegistry};
@@ -14,6 +15,9 @@ use castellan_core::{Clock, UnixTime};
 use castellan_store::{
     Change, ClientRecord, PgOptions, PostgresStore, RevocationEvent, RevocationKind, SqliteStore, Store, StoreError,
 };
+
+/// The actor of what the authority's own schedule does (rotations).
+pub const SCHEDULER_ACTOR: &str = "castellan";
 
 /// How long the node creating the first keys, CAs and admin holds the
 /// bootstrap lease, seconds.
@@ -486,6 +490,7 @@ impl Authority {
     /// Records an audit event (see [`crate::audit`]). Never fails the caller:
     /// a store error is logged and counted.
     pub async fn audit(&self, entry: crate::audit::AuditEntry) {
+        use crate::audit::storable;
         tracing::info!(
             target: "castellan::audit",
             actor = %entry.actor,
@@ -494,6 +499,74 @@ impl Authority {
             outcome = entry.outcome.as_str(),
             "audit"
         );
+        let detail = match &entry.detail {
+            serde_json::Value::Null => "{}".to_owned(),
+            d => d.to_string(),
+        };
+        let event = castellan_store::NewAuditEvent {
+            at: self.now(),
+            actor: storable(entry.actor),
+            action: entry.action.to_owned(),
+            target: storable(entry.target),
+            outcome: entry.outcome.as_str().to_owned(),
+            detail,
+        };
+        match self.store.append_audit(&event, self.master.audit_chain_key()).await {
+            Ok(record) => {
+                tracing::debug!(target: "castellan::audit", seq = record.seq, "audit event recorded");
+                metrics::counter!(
+                    "castellan_audit_events_total",
+                    "action" => entry.action,
+                    "outcome" => entry.outcome.as_str()
+                )
+                .increment(1);
+            }
+            Err(e) => {
+                tracing::error!(
+                    target: "castellan::audit",
+                    error = %e,
+                    action = entry.action,
+                    "audit event could not be recorded"
+                );
+                metrics::counter!("castellan_audit_failures_total").increment(1);
+            }
+        }
+    }
+
+    /// Walks the audit chain from its first event, recomputing every hash:
+    /// names the first edited or missing event, or the head of an intact chain.
+    pub async fn verify_audit(&self) -> Result<crate::audit::AuditVerification, StoreError> {
+        use castellan_store::audit_chain::{to_hex, ChainCheck};
+        let mut check = ChainCheck::new(self.master.audit_chain_key());
+        let mut after = 0;
+        let mut first_bad = None;
+        'pages: loop {
+            let page = self
+                .store
+                .list_audit(&castellan_store::AuditQuery {
+                    after_seq: after,
+                    since: None,
+                    actor: None,
+                    limit: crate::audit::VERIFY_PAGE,
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for record in &page {
+                if let Err(b) = check.check(record) {
+                    first_bad = Some(b);
+                    break 'pages;
+                }
+            }
+        }
+        Ok(crate::audit::AuditVerification {
+            events: check.events(),
+            head: check.head().map(|(seq, hash)| crate::audit::ChainHead {
+                seq,
+                hash: to_hex(hash),
+            }),
+            first_bad,
+        })
     }
 
     /// Appends a revocation to the durable log and pushes it to every open
@@ -583,9 +656,19 @@ impl Authority {
         if let Some(next) = self.keys.due_for_promotion() {
             self.wait_for_ack(&next).await;
         }
+        let active_before = self.keys.current().active.kid().to_owned();
         if self.keys.maintain().await? {
             self.publish_keys();
             self.announce(Change::Keys).await;
+            let active = self.keys.current().active.kid().to_owned();
+            if active != active_before {
+                self.audit(
+                    AuditEntry::new(SCHEDULER_ACTOR, "key.rotate", format!("key:{active_before}")).detail(
+                        serde_json::json!({ "previous_kid": active_before, "active_kid": active, "scheduled": true }),
+                    ),
+                )
+                .await;
+            }
         }
         let now = self.now();
         let purged = self.store.purge_revocations(now).await?;
@@ -607,8 +690,19 @@ impl Authority {
             tracing::debug!(pruned, "decision log rows past retention pruned");
         }
         self.throttle.prune(now);
+        let ca_before = self.ca.current().active.id().to_owned();
         match self.ca.maintain().await {
-            Ok(true) => self.announce(Change::Ca).await,
+            Ok(true) => {
+                self.announce(Change::Ca).await;
+                let active = self.ca.current().active.id().to_owned();
+                if active != ca_before {
+                    self.audit(
+                        AuditEntry::new(SCHEDULER_ACTOR, "ca.rotate", format!("ca:{active}"))
+                            .detail(serde_json::json!({ "previous_ca": ca_before, "scheduled": true })),
+                    )
+                    .await;
+                }
+            }
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "CA maintenance failed; will retry"),
         }

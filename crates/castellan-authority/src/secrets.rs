@@ -59,6 +59,7 @@ pub fn new_client_secret() -> Result<String, SecretError> {
 pub struct MasterKey {
     aead: LessSafeKey,
     secret_hash_key: hmac::Key,
+    audit_chain_key: Vec<u8>,
     check: String,
 }
 
@@ -79,9 +80,11 @@ impl MasterKey {
         let derive = |label: &str| hmac::sign(&root, label.as_bytes());
         let secret_hash_key = hmac::Key::new(hmac::HMAC_SHA256, derive("castellan/client-secret-hash/v1").as_ref());
         let check = castellan_jose::b64::encode(derive("castellan/master-key-check/v1").as_ref());
+        let audit_chain_key = derive("castellan/audit-chain/v1").as_ref().to_vec();
         Ok(Self {
             aead,
             secret_hash_key,
+            audit_chain_key,
             check,
         })
     }
@@ -117,6 +120,12 @@ impl MasterKey {
             }
             Err(e) => Err(file_err(e)),
         }
+    }
+
+    /// The key of the audit trail's hash chain (HMAC-SHA-256), derived
+    /// under its own label: it says nothing of the other derived keys.
+    pub fn audit_chain_key(&self) -> &[u8] {
+        &self.audit_chain_key
     }
 
     /// A value that identifies this master key without revealing it; stored

@@ -68,6 +68,9 @@ pub enum Command {
     /// authority knows (services, verifiers and their lag, keys, token lifetimes, policies)
     /// and the last recorded probe runs, each finding with its evidence.
     Report(crate::report::ReportArgs),
+    /// The audit trail: list events, export them as JSON lines for a SIEM, verify the hash chain.
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
     /// Print a shell completion script: `castellan completions bash > /etc/bash_completion.d/castellan`,
     /// `castellan completions zsh > "${fpath[1]}/_castellan"`, or
     /// `castellan completions fish > ~/.config/fish/completions/castellan.fish`.
@@ -350,6 +353,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decisions(args) => crate::decisions::run(args).await,
         Command::Probe(args) => crate::probe::run(args).await,
         Command::Report(args) => crate::report::run(args).await,
+        Command::Audit(cmd) => crate::audit::run(cmd).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

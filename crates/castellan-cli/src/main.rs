@@ -10,6 +10,7 @@ macro_rules! out {
 }
 
 mod admin;
+mod audit;
 mod cli;
 mod decisions;
 mod gate;

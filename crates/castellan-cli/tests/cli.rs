@@ -480,6 +480,7 @@ fn completions_cover_every_command_and_parse_in_their_shell() {
             "migrate-sqlite-to-postgres",
             "database",
             "require-stage",
+            "audit",
         ] {
             assert!(script.contains(word), "{shell} completion lacks `{word}`");
         }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{client_credentials, jwks_kids, Proc, ADMIN_ID, ADMIN_SECRET, BIN};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -178,6 +178,7 @@ async fn a_single_node_moves_to_postgres_keeping_clients_keys_and_tokens() {
             .unwrap()
     };
     assert_eq!(rows("clients"), 2, "{report}");
+    assert_eq!(rows("audit_events"), 1, "the client's creation: {report}");
     assert_eq!(rows("signing_keys"), u64::try_from(kids_before.len()).unwrap());
     for table in [
         "meta",
@@ -256,6 +257,46 @@ async fn a_single_node_moves_to_postgres_keeping_clients_keys_and_tokens() {
     assert!(text(&listed.stdout).contains(&client_id), "{}", text(&listed.stdout));
     let (status, _) = token(&http, &node.url, &admin_id, &admin_secret).await;
     assert_eq!(status, 200);
+    // The audit trail moved with its chain: it verifies on PostgreSQL (the
+    // chain key comes from the same master key) and goes on from its head.
+    let audit = |args: &[&str]| {
+        let mut all = vec!["audit"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[
+            "--json",
+            "--server",
+            &node.url,
+            "--credentials",
+            creds_file.to_str().unwrap(),
+        ]);
+        let o = castellan(&all);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let events = audit(&["list"]);
+    assert_eq!(events[0]["action"], "client.create");
+    assert_eq!(events[0]["target"], format!("client:{client_id}"));
+    let verified = audit(&["verify"]);
+    assert_eq!(
+        (verified["ok"].clone(), verified["head"]["seq"].clone()),
+        (json!(true), json!(1)),
+        "{verified}"
+    );
+    let rotated = castellan(&[
+        "keys",
+        "rotate",
+        "--server",
+        &node.url,
+        "--credentials",
+        creds_file.to_str().unwrap(),
+    ]);
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    let verified = audit(&["verify"]);
+    assert_eq!(
+        (verified["ok"].clone(), verified["head"]["seq"].clone()),
+        (json!(true), json!(2)),
+        "{verified}"
+    );
     let (status, _) = token(&http, &node.url, ADMIN_ID, ADMIN_SECRET).await;
     assert_eq!(status, 401, "the env admin is created only in a store without one");
 

@@ -25,8 +25,11 @@
 //! - **Numbering continues.** The `revocation_seq` counter is set to the
 //!   highest sequence number SQLite ever assigned (`sqlite_sequence`
 //!   remembers purged events), each `policy_version:<service>` counter to
-//!   the service's newest version, and the decision and probe-run ids go on
-//!   after the highest SQLite ever assigned.
+//!   the service's newest version, the `audit_seq` counter to the highest
+//!   audit sequence number SQLite ever assigned, and the decision and
+//!   probe-run ids go on after the highest SQLite ever assigned.
+//! - **The audit trail is copied as it is**: sequence numbers, hashes and
+//!   all, so its chain (keyed by the master key) verifies on the target.
 //! - **Sealed private keys are copied as opaque bytes**: they stay encrypted
 //!   under the master key the install used, which every node then needs.
 //! - **Leases are not copied**: they are state of the nodes running now.
@@ -296,6 +299,20 @@ const TABLES: &[Table] = &[
         ],
         identity: true,
     },
+    Table {
+        name: "audit_events",
+        columns: &[
+            ("seq", Int),
+            ("at", Int),
+            ("actor", Text),
+            ("action", Text),
+            ("target", Text),
+            ("outcome", Text),
+            ("detail", Text),
+            ("hash", Bytes),
+        ],
+        identity: false,
+    },
 ];
 
 /// What a copy did.
@@ -527,6 +544,8 @@ struct Snapshot {
     /// Rows per table of [`TABLES`], in order.
     counts: Vec<u64>,
     revocation_seq: i64,
+    /// The highest audit sequence number ever assigned.
+    audit_seq: i64,
     /// Highest id ever assigned per identity table.
     last_ids: Vec<(&'static str, i64)>,
 }
@@ -709,6 +728,10 @@ async fn snapshot(src: &Source, conn: &mut SqliteConnection) -> Result<Snapshot,
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| src.error(e))?;
+    let audit_seq: i64 = sqlx::query_scalar(&last_assigned("audit_events", "seq"))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| src.error(e))?;
     let mut last_ids = Vec::new();
     for table in TABLES.iter().filter(|t| t.identity) {
         let id: i64 = sqlx::query_scalar(&last_assigned(table.name, "id"))
@@ -721,6 +744,7 @@ async fn snapshot(src: &Source, conn: &mut SqliteConnection) -> Result<Snapshot,
         schema_version: found,
         counts,
         revocation_seq,
+        audit_seq,
         last_ids,
     })
 }
@@ -762,6 +786,12 @@ async fn continue_numbering(pg: &mut PgConnection, snapshot: &Snapshot) -> Resul
     )
     .execute(&mut *pg)
     .await?;
+    if snapshot.audit_seq > 0 {
+        sqlx::query("INSERT INTO counters (name, value) VALUES ('audit_seq', $1)")
+            .bind(snapshot.audit_seq)
+            .execute(&mut *pg)
+            .await?;
+    }
     for &(table, last) in &snapshot.last_ids {
         // The sequence starts at 1 by itself; `setval` refuses 0.
         if last > 0 {

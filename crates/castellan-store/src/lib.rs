@@ -8,6 +8,7 @@
 //! tests (`tests/conformance.rs`).
 #![forbid(unsafe_code)]
 
+pub mod audit_chain;
 pub mod copy;
 mod metered;
 mod migrations;
@@ -19,9 +20,9 @@ pub mod testing;
 
 pub use metered::MeteredStore;
 pub use model::{
-    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord, KeyRecord,
-    KeyState, PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind,
-    SessionRecord, UserRecord, WorkloadRecord,
+    AuditQuery, AuditRecord, AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord,
+    JoinTokenRecord, KeyRecord, KeyState, NewAuditEvent, PolicyVersionRecord, ProbeRunRecord, Redeemed,
+    RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, UserRecord, WorkloadRecord,
 };
 pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
@@ -326,4 +327,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_heartbeats(&self, since: UnixTime) -> StoreResult<Vec<HeartbeatRecord>>;
     /// Forgets heartbeats that arrived before `before`; returns how many.
     async fn prune_heartbeats(&self, before: UnixTime) -> StoreResult<u64>;
+
+    /// Appends an audit event atomically: reads the newest event's hash,
+    /// assigns the next sequence number (gapless; appends from every node
+    /// take turns) and stores the event with its link hash
+    /// ([`audit_chain::link_hash`] under `chain_key`). Audit events are never
+    /// updated nor deleted.
+    async fn append_audit(&self, event: &NewAuditEvent, chain_key: &[u8]) -> StoreResult<AuditRecord>;
+    /// Audit events matching `query`, oldest first (by sequence number).
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
 }

@@ -4,6 +4,7 @@
 //! the trait method's name) and `castellan_store_errors_total{op}`.
 
 use crate::{
+    AuditQuery, AuditRecord, NewAuditEvent,
     AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord,
     KeyRecord, Notice, PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent,
     RevocationKind, SessionRecord, Store, StoreResult, UserRecord, WorkloadRecord,
@@ -271,6 +272,12 @@ impl Store for MeteredStore {
     }
     async fn list_probe_runs(&self, limit: usize) -> StoreResult<Vec<ProbeRunRecord>> {
         timed("list_probe_runs", self.inner.list_probe_runs(limit)).await
+    }
+    async fn append_audit(&self, event: &NewAuditEvent, chain_key: &[u8]) -> StoreResult<AuditRecord> {
+        timed("append_audit", self.inner.append_audit(event, chain_key)).await
+    }
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        timed("list_audit", self.inner.list_audit(query)).await
     }
     async fn acquire_lease(&self, name: &str, holder: &str, now: UnixTime, ttl: i64) -> StoreResult<bool> {
         timed("acquire_lease", self.inner.acquire_lease(name, holder, now, ttl)).await

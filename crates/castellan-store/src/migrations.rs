@@ -193,6 +193,20 @@ CREATE TABLE verifier_heartbeats (
 );
 CREATE INDEX verifier_heartbeats_by_seen ON verifier_heartbeats (seen_at);
 "#,
+    r#"
+CREATE TABLE audit_events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL,
+    hash    BLOB NOT NULL
+);
+CREATE INDEX audit_events_by_actor ON audit_events (actor, seq);
+CREATE INDEX audit_events_by_at ON audit_events (at);
+"#,
 ];
 
 /// PostgreSQL schema versions as `(version, description, sql)`, applied by
@@ -405,6 +419,24 @@ CREATE TABLE verifier_heartbeats (
     latest_at_previous BIGINT NOT NULL
 );
 CREATE INDEX verifier_heartbeats_by_seen ON verifier_heartbeats (seen_at);
+"#,
+    ),
+    (
+        4,
+        "audit trail",
+        r#"
+CREATE TABLE audit_events (
+    seq     BIGINT PRIMARY KEY,
+    at      BIGINT NOT NULL,
+    actor   TEXT COLLATE "C" NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL,
+    hash    BYTEA NOT NULL
+);
+CREATE INDEX audit_events_by_actor ON audit_events (actor, seq);
+CREATE INDEX audit_events_by_at ON audit_events (at);
 "#,
     ),
 ];

@@ -503,3 +503,55 @@ pub struct HeartbeatRecord {
     /// own `last_seq` on the first): set by the store on record.
     pub latest_at_previous: i64,
 }
+
+/// An audit event to append (the store assigns `seq` and the hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEvent {
+    /// When it happened.
+    pub at: UnixTime,
+    /// Who acted (`client:<id>`, `user:<id>`, `castellan`).
+    pub actor: String,
+    /// What was done, `noun.verb`.
+    pub action: String,
+    /// What it was done to; empty when nothing.
+    pub target: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// Further facts: JSON text, hashed exactly as stored.
+    pub detail: String,
+}
+
+/// A stored audit event: its place in the chain and its link hash
+/// (see [`crate::audit_chain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Position in the chain, gapless from 1.
+    pub seq: i64,
+    /// When it happened.
+    pub at: UnixTime,
+    /// Who acted.
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+    /// What it was done to.
+    pub target: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// Further facts, JSON text.
+    pub detail: String,
+    /// HMAC-SHA-256 over the previous event's hash and this event's fields.
+    pub hash: Vec<u8>,
+}
+
+/// Which audit events to read, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only events with a higher sequence number (0: from the first).
+    pub after_seq: i64,
+    /// Only events at or after this time.
+    pub since: Option<UnixTime>,
+    /// Only events by this actor.
+    pub actor: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+}

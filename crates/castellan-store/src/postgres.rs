@@ -10,7 +10,9 @@
 //!   gapless and become visible in order: a reader that sees `n` can already
 //!   see everything below it.
 //! - Policy versions come from a `policy_version:<service>` counter row the
-//!   same way.
+//!   same way, and audit sequence numbers from the `audit_seq` row: an
+//!   append reads the newest event's hash only once it holds that row, so
+//!   the hash chain has no forks.
 //! - Codes and join tokens are spent by one conditional
 //!   `UPDATE ... WHERE used_at IS NULL`; a racer blocks on the row and then
 //!   finds it spent.
@@ -22,11 +24,13 @@
 
 mod rows;
 
+use crate::audit_chain::{self, EventFields};
 use crate::migrations;
 use crate::{
-    AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord,
-    KeyRecord, Notice, PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent,
-    RevocationKind, SessionRecord, Store, StoreError, StoreResult, UserRecord, WorkloadRecord,
+    AuditQuery, AuditRecord, AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord,
+    HeartbeatRecord, JoinTokenRecord, KeyRecord, NewAuditEvent, Notice, PolicyVersionRecord, ProbeRunRecord, Redeemed,
+    RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, Store, StoreError, StoreResult, UserRecord,
+    WorkloadRecord,
 };
 use castellan_core::UnixTime;
 use rows::corrupt;
@@ -1361,6 +1365,68 @@ impl Store for PostgresStore {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(listen(self.pool.clone(), tx));
         Some(rx)
+    }
+
+    async fn append_audit(&self, event: &NewAuditEvent, chain_key: &[u8]) -> StoreResult<AuditRecord> {
+        let mut tx = self.begin().await?;
+        // The counter row stays locked until commit: appends from every node
+        // take turns, and each reads the hash its predecessor committed.
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO counters (name, value) VALUES ('audit_seq', 1) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let prev: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let prev = prev.unwrap_or_else(|| audit_chain::GENESIS.to_vec());
+        let hash = audit_chain::link_hash(chain_key, &prev, &EventFields::new_event(seq, event));
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(seq)
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.target)
+        .bind(&event.outcome)
+        .bind(&event.detail)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AuditRecord {
+            seq,
+            at: event.at,
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            target: event.target.clone(),
+            outcome: event.outcome.clone(),
+            detail: event.detail.clone(),
+            hash,
+        })
+    }
+
+    async fn list_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        if q.actor.as_deref().is_some_and(unstorable) {
+            return Ok(Vec::new());
+        }
+        sqlx::query(
+            "SELECT * FROM audit_events WHERE seq > $1 \
+             AND ($2::BIGINT IS NULL OR at >= $2) AND ($3::TEXT IS NULL OR actor = $3) \
+             ORDER BY seq LIMIT $4",
+        )
+        .bind(q.after_seq)
+        .bind(q.since)
+        .bind(&q.actor)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(rows::audit)
+        .collect()
     }
 
     async fn list_probe_runs(&self, limit: usize) -> StoreResult<Vec<ProbeRunRecord>> {

@@ -1,11 +1,12 @@
 //! The embedded SQLite store (WAL, `synchronous=FULL`: an acknowledged write
 //! survives `kill -9` and power loss).
 
+use crate::audit_chain::{self, EventFields};
 use crate::migrations;
 use crate::{
-    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord, KeyRecord,
-    PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord,
-    Store, StoreError, StoreResult, UserRecord, WorkloadRecord,
+    AuditQuery, AuditRecord, AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord,
+    JoinTokenRecord, KeyRecord, NewAuditEvent, PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord,
+    RevocationEvent, RevocationKind, SessionRecord, Store, StoreError, StoreResult, UserRecord, WorkloadRecord,
 };
 use castellan_core::UnixTime;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -254,6 +255,19 @@ fn event_from_row(row: &SqliteRow) -> StoreResult<RevocationEvent> {
         not_before: row.try_get("not_before")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditRecord> {
+    Ok(AuditRecord {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: row.try_get("outcome")?,
+        detail: row.try_get("detail")?,
+        hash: row.try_get("hash")?,
     })
 }
 
@@ -1210,6 +1224,67 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn append_audit(&self, event: &NewAuditEvent, chain_key: &[u8]) -> StoreResult<AuditRecord> {
+        // The write lock is held from the first read: appends take turns.
+        let mut tx = self.begin_write().await?;
+        let last: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        // `sqlite_sequence` remembers numbers whose rows are gone, so a
+        // deleted tail leaves a gap the next append makes visible.
+        let assigned: i64 =
+            sqlx::query_scalar("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'), 0)")
+                .fetch_one(&mut *tx)
+                .await?;
+        let (last_seq, prev) = last.unwrap_or((0, audit_chain::GENESIS.to_vec()));
+        let seq = last_seq.max(assigned).saturating_add(1);
+        let hash = audit_chain::link_hash(chain_key, &prev, &EventFields::new_event(seq, event));
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, actor, action, target, outcome, detail, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.target)
+        .bind(&event.outcome)
+        .bind(&event.detail)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AuditRecord {
+            seq,
+            at: event.at,
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            target: event.target.clone(),
+            outcome: event.outcome.clone(),
+            detail: event.detail.clone(),
+            hash,
+        })
+    }
+
+    async fn list_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        // NULL filters match everything; one statement, fully bound.
+        sqlx::query(
+            "SELECT * FROM audit_events WHERE seq > ?1 \
+             AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR actor = ?3) \
+             ORDER BY seq LIMIT ?4",
+        )
+        .bind(q.after_seq)
+        .bind(q.since)
+        .bind(&q.actor)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
     }
 }
 

@@ -2,11 +2,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may unwrap
 //! PostgreSQL here; each new backend runs the same functions.
 
+use castellan_store::audit_chain::{ChainCheck, ChainProblem};
 use castellan_store::testing::fresh_postgres_database;
 use castellan_store::{
-    AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord,
-    KeyRecord, KeyState, Notice, PgOptions, PostgresStore, Redeemed, RefreshTokenRecord, RevocationKind, SessionRecord,
-    SqliteStore, Store, StoreError, UserRecord, WorkloadRecord,
+    AuditQuery, AuditRecord, AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord,
+    HeartbeatRecord, JoinTokenRecord, KeyRecord, KeyState, NewAuditEvent, Notice, PgOptions, PostgresStore, Redeemed,
+    RefreshTokenRecord, RevocationKind, SessionRecord, SqliteStore, Store, StoreError, UserRecord, WorkloadRecord,
 };
 use std::sync::Arc;
 
@@ -988,6 +989,7 @@ async fn conformance(store: Arc<dyn Store>) {
     leases_have_one_holder_until_they_expire(&*store).await;
     batched_revocation_lookups_match_single_ones(&*store).await;
     heartbeats_remember_the_previous_reference(&*store).await;
+    audit_events_chain_and_filter(&*store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2110,4 +2112,203 @@ async fn heartbeats_remember_the_previous_reference(store: &dyn Store) {
     assert_eq!(store.prune_heartbeats(1_016).await.unwrap(), 1);
     assert_eq!(store.list_heartbeats(0).await.unwrap().len(), 1);
     store.prune_heartbeats(i64::MAX).await.unwrap();
+}
+
+const AUDIT_KEY: &[u8] = b"conformance audit key";
+
+fn audit_event(at: i64, actor: &str, action: &str, target: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        at,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: "success".to_owned(),
+        detail: format!(r#"{{"target":"{target}"}}"#),
+    }
+}
+
+fn audit_query(after_seq: i64, since: Option<i64>, actor: Option<&str>, limit: u32) -> AuditQuery {
+    AuditQuery {
+        after_seq,
+        since,
+        actor: actor.map(str::to_owned),
+        limit,
+    }
+}
+
+/// The whole chain through a fresh check; the first break, if any.
+async fn check_audit_chain(store: &dyn Store) -> Result<(i64, Vec<u8>), castellan_store::audit_chain::ChainBreak> {
+    let mut check = ChainCheck::new(AUDIT_KEY);
+    let mut after = 0;
+    loop {
+        let page = store.list_audit(&audit_query(after, None, None, 3)).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            check.check(r)?;
+        }
+    }
+    let (seq, hash) = check.head().unwrap();
+    Ok((seq, hash.to_vec()))
+}
+
+async fn audit_events_chain_and_filter(store: &dyn Store) {
+    assert!(store
+        .list_audit(&audit_query(0, None, None, 10))
+        .await
+        .unwrap()
+        .is_empty());
+    let mut stored: Vec<AuditRecord> = Vec::new();
+    for i in 1..=7_i64 {
+        let actor = if i % 2 == 0 { "client:even" } else { "user:odd" };
+        let r = store
+            .append_audit(
+                &audit_event(1_000 + i, actor, "client.create", &format!("client:c{i}")),
+                AUDIT_KEY,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.seq, i, "gapless from 1");
+        assert_eq!(r.hash.len(), 32);
+        stored.push(r);
+    }
+    // Read back exactly as appended, oldest first, in pages.
+    assert_eq!(
+        store.list_audit(&audit_query(0, None, None, 100)).await.unwrap(),
+        stored
+    );
+    let page = store.list_audit(&audit_query(2, None, None, 3)).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+    // Filters: by actor, by time, combined with the cursor.
+    let even = store
+        .list_audit(&audit_query(0, None, Some("client:even"), 100))
+        .await
+        .unwrap();
+    assert_eq!(even.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 4, 6]);
+    let recent = store.list_audit(&audit_query(0, Some(1_005), None, 100)).await.unwrap();
+    assert_eq!(recent.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![5, 6, 7]);
+    let both = store
+        .list_audit(&audit_query(4, Some(1_003), Some("client:even"), 100))
+        .await
+        .unwrap();
+    assert_eq!(both.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![6]);
+    assert!(store
+        .list_audit(&audit_query(0, None, Some("nobody"), 100))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_audit(&audit_query(0, None, Some("bad\0actor"), 100))
+        .await
+        .unwrap()
+        .is_empty());
+    // The chain verifies, and its head is the last append.
+    let (seq, hash) = check_audit_chain(store).await.unwrap();
+    assert_eq!((seq, hash), (7, stored[6].hash.clone()));
+    // Under another key nothing verifies.
+    let mut other = ChainCheck::new(b"another key");
+    let err = other.check(&stored[0]).unwrap_err();
+    assert_eq!((err.seq, err.problem), (1, ChainProblem::HashMismatch));
+}
+
+/// Edits and deletions made behind the store's back (straight in the
+/// database) are found, naming the first bad sequence number.
+async fn audit_tampering_is_detected(store: &dyn Store, exec: impl AsyncFn(&str)) {
+    for i in 1..=5_i64 {
+        store
+            .append_audit(
+                &audit_event(2_000 + i, "client:admin", "key.rotate", &format!("key:k{i}")),
+                AUDIT_KEY,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(check_audit_chain(store).await.unwrap().0, 5);
+
+    exec("UPDATE audit_events SET detail = '{\"target\":\"key:forged\"}' WHERE seq = 3").await;
+    let err = check_audit_chain(store).await.unwrap_err();
+    assert_eq!((err.seq, &err.problem), (3, &ChainProblem::HashMismatch), "{err}");
+
+    // Put back the exact text: it verifies again (the hash covers only the stored fields).
+    exec("UPDATE audit_events SET detail = '{\"target\":\"key:k3\"}' WHERE seq = 3").await;
+    assert_eq!(check_audit_chain(store).await.unwrap().0, 5);
+
+    exec("UPDATE audit_events SET actor = 'client:someone-else' WHERE seq = 4").await;
+    assert_eq!(check_audit_chain(store).await.unwrap_err().seq, 4);
+    exec("UPDATE audit_events SET actor = 'client:admin' WHERE seq = 4").await;
+
+    exec("DELETE FROM audit_events WHERE seq = 2").await;
+    let err = check_audit_chain(store).await.unwrap_err();
+    assert_eq!(
+        (err.seq, &err.problem),
+        (2, &ChainProblem::Missing { next_found: 3 }),
+        "{err}"
+    );
+
+    // Renumbering to close the gap breaks the hashes instead.
+    // (Through negative numbers: PostgreSQL checks the key row by row.)
+    exec("UPDATE audit_events SET seq = 1 - seq WHERE seq >= 3").await;
+    exec("UPDATE audit_events SET seq = -seq WHERE seq < 0").await;
+    assert_eq!(check_audit_chain(store).await.unwrap_err().seq, 2);
+}
+
+#[tokio::test]
+async fn sqlite_audit_tampering_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    audit_tampering_is_detected(&store, async |sql: &str| {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_audit_tampering_is_detected() {
+    let Some((url, db)) = fresh_postgres_database("postgres_audit_tampering_is_detected").await else {
+        return;
+    };
+    let store = pg_connect(&url).await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    audit_tampering_is_detected(&store, async |sql: &str| {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    })
+    .await;
+    pool.close().await;
+    drop(store);
+    db.drop_database().await.unwrap();
+}
+
+/// Nodes appending at once still build one chain: gapless, no forks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn postgres_nodes_appending_audit_events_build_one_chain() {
+    const EACH: i64 = 15;
+    let Some((url, db)) = fresh_postgres_database("postgres_nodes_appending_audit_events_build_one_chain").await else {
+        return;
+    };
+    let nodes = pg_nodes(&url).await;
+    let mut writers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let node = Arc::clone(node);
+        writers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                node.append_audit(
+                    &audit_event(i, &format!("client:node{n}"), "signin", "user:x"),
+                    AUDIT_KEY,
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let total = EACH * i64::try_from(NODES).unwrap();
+    assert_eq!(check_audit_chain(&*nodes[0]).await.unwrap().0, total);
+    drop(nodes);
+    db.drop_database().await.unwrap();
 }

@@ -4,12 +4,13 @@
 //! back through the trait and used there (numbering continues, spent values
 //! stay spent, replays stay refused).
 
+use castellan_store::audit_chain::ChainCheck;
 use castellan_store::copy::{self, sqlite_to_postgres, CopyError, CopyReport};
 use castellan_store::testing::fresh_postgres_database;
 use castellan_store::{
-    AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord, KeyRecord, KeyState,
-    PgOptions, PolicyVersionRecord, PostgresStore, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent,
-    RevocationKind, SessionRecord, SqliteStore, Store, UserRecord, WorkloadRecord,
+    AuditQuery, AuditRecord, AuthCodeRecord, CaRecord, ClientRecord, DecisionQuery, DecisionRecord, JoinTokenRecord,
+    KeyRecord, KeyState, NewAuditEvent, PgOptions, PolicyVersionRecord, PostgresStore, ProbeRunRecord, Redeemed,
+    RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, SqliteStore, Store, UserRecord, WorkloadRecord,
 };
 use sqlx::ConnectOptions;
 use std::path::{Path, PathBuf};
@@ -363,7 +364,41 @@ async fn write_data_set(dir: &Path) -> PathBuf {
             .unwrap();
     }
     assert!(s.acquire_lease("key-rotation", "node-a", NOW, 60).await.unwrap());
+    for i in 1..=3 {
+        s.append_audit(&audit_event(i), AUDIT_KEY).await.unwrap();
+    }
     file
+}
+
+const AUDIT_KEY: &[u8] = b"audit chain key";
+
+fn audit_event(i: i64) -> NewAuditEvent {
+    NewAuditEvent {
+        at: NOW - 100 + i,
+        actor: "client:admin-Xy3".to_owned(),
+        action: "client.create".to_owned(),
+        target: format!("client:svc-{i}"),
+        outcome: "success".to_owned(),
+        detail: format!(r#"{{"i":{i}}}"#),
+    }
+}
+
+/// Every audit event, after checking the chain.
+async fn audit_trail(s: &dyn Store) -> Vec<AuditRecord> {
+    let all = s
+        .list_audit(&AuditQuery {
+            after_seq: 0,
+            since: None,
+            actor: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    let mut check = ChainCheck::new(AUDIT_KEY);
+    for r in &all {
+        check.check(r).unwrap();
+    }
+    all
 }
 
 /// Everything the trait reads back, for comparing two stores.
@@ -392,6 +427,7 @@ struct Dump {
     decisions: Vec<Vec<DecisionRecord>>,
     denies: Vec<DecisionRecord>,
     probe_runs: Vec<ProbeRunRecord>,
+    audit: Vec<AuditRecord>,
 }
 
 async fn dump(s: &dyn Store) -> Dump {
@@ -495,6 +531,7 @@ async fn dump(s: &dyn Store) -> Dump {
         decisions,
         denies,
         probe_runs: s.list_probe_runs(100).await.unwrap(),
+        audit: audit_trail(s).await,
     }
 }
 
@@ -526,6 +563,7 @@ async fn a_single_node_store_moves_to_postgres_whole() {
     assert_eq!(before.live_sessions[0].len(), 1);
     assert_eq!(before.decisions[0].len(), usize::try_from(BIG_BATCH + 4).unwrap());
     assert_eq!(before.probe_runs.len(), 2);
+    assert_eq!(before.audit.len(), 3);
 
     // While a store has the file open (as a running authority does), the copy is refused.
     let open = reopen(&file).await;
@@ -560,6 +598,7 @@ async fn a_single_node_store_moves_to_postgres_whole() {
         ("decision_batches", 3),
         ("decisions", u64::try_from(3 + BIG_BATCH + 4).unwrap()),
         ("probe_runs", 2),
+        ("audit_events", 3),
     ] {
         assert_eq!(report.rows(table), Some(rows), "{table}");
     }
@@ -605,6 +644,10 @@ async fn a_single_node_store_moves_to_postgres_whole() {
     }
     let probe = pg.append_probe_run("admin-Xy3", NOW, "{}", 10).await.unwrap();
     assert_eq!(probe.id, 4);
+    // The audit chain goes on from the copied head, and still verifies.
+    let next = pg.append_audit(&audit_event(4), AUDIT_KEY).await.unwrap();
+    assert_eq!(next.seq, 4);
+    assert_eq!(audit_trail(&pg).await.len(), 4);
 
     // Replays stay refused: decision batches, spent codes, refresh tokens,
     // join tokens, assertion ids.

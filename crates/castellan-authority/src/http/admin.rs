@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::form::{read_body, require_json};
+use crate::audit::{client_actor, AuditEntry, Outcome};
 use crate::authority::valid_client_id;
 use crate::keys::KeyInfo;
 use crate::secrets::{new_client_secret, random_id};
@@ -394,6 +395,20 @@ async fn create_client(State(auth): State<Arc<Authority>>, req: Request) -> Resu
         Err(e) => return Err(ApiError::server_error(&e)),
     }
     tracing::info!(client_id = %client_id, name = %record.name, by = %caller.client_id, "client created");
+    auth.audit(
+        AuditEntry::new(
+            client_actor(&caller.client_id),
+            "client.create",
+            client_actor(&client_id),
+        )
+        .detail(serde_json::json!({
+            "name": record.name,
+            "admin": record.admin,
+            "audiences": record.audiences,
+            "scopes": record.scopes,
+        })),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(ClientView::of(&record, secret))).into_response())
 }
 
@@ -447,6 +462,12 @@ async fn delete_client(
         .await
         .map_err(|e| ApiError::server_error(&e))?;
     tracing::info!(client_id = %c.client_id, by = %caller.client_id, "client deleted");
+    auth.audit(AuditEntry::new(
+        client_actor(&caller.client_id),
+        "client.delete",
+        client_actor(&c.client_id),
+    ))
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -481,6 +502,12 @@ async fn rotate_secret(
         return Err(ApiError::not_found("client vanished"));
     }
     tracing::info!(client_id = %c.client_id, by = %caller.client_id, "client secret rotated");
+    auth.audit(AuditEntry::new(
+        client_actor(&caller.client_id),
+        "client.rotate_secret",
+        client_actor(&c.client_id),
+    ))
+    .await;
     let c = ClientRecord {
         secret_hash: Some(hash),
         ..c
@@ -523,20 +550,61 @@ async fn rotate_keys(State(auth): State<Arc<Authority>>, req: Request) -> Result
     tracing::info!(emergency = body.emergency, by = %caller.client_id, "key rotation requested");
     // In its own task: a caller that disconnects during the acknowledgement wait
     // must not cancel a rotation half-way.
+    // The audit event is recorded in the task too, for the same reason.
     let rotating = auth.clone();
-    let outcome = tokio::spawn(async move { rotating.rotate_keys(body.emergency).await })
-        .await
-        .map_err(|e| ApiError::server_error(&e))?
-        .map_err(|e| match e {
-            crate::keys::KeyError::Store(s) => ApiError::server_error(&s),
-            crate::keys::KeyError::Busy => ApiError::conflict(e.to_string()),
-            other => ApiError::server_error(&other),
-        })?;
+    let actor = client_actor(&caller.client_id);
+    let emergency = body.emergency;
+    let outcome = tokio::spawn(async move {
+        let before = rotating.keys().current();
+        let outcome = rotating.rotate_keys(emergency).await;
+        rotating
+            .audit(rotation_entry(actor, emergency, &before, &outcome))
+            .await;
+        outcome
+    })
+    .await
+    .map_err(|e| ApiError::server_error(&e))?
+    .map_err(|e| match e {
+        crate::keys::KeyError::Store(s) => ApiError::server_error(&s),
+        crate::keys::KeyError::Busy => ApiError::conflict(e.to_string()),
+        other => ApiError::server_error(&other),
+    })?;
     Ok(Json(KeyList {
         keys: outcome.keys.infos.clone(),
         laggards: outcome.laggards,
     })
     .into_response())
+}
+
+/// The audit event of a signing-key rotation (`key.rotate`, or
+/// `key.withdraw` for an emergency): the key that was active, the one
+/// active now, or the error.
+pub(crate) fn rotation_entry(
+    actor: String,
+    emergency: bool,
+    before: &crate::keys::KeySet,
+    outcome: &Result<crate::authority::RotationOutcome, crate::keys::KeyError>,
+) -> AuditEntry {
+    let active = |set: &crate::keys::KeySet| {
+        set.infos
+            .iter()
+            .find(|k| k.state == castellan_store::KeyState::Active)
+            .map(|k| k.kid.clone())
+    };
+    let action = if emergency { "key.withdraw" } else { "key.rotate" };
+    let old = active(before);
+    let target = old.as_deref().map(|k| format!("key:{k}")).unwrap_or_default();
+    match outcome {
+        Ok(o) => AuditEntry::new(actor, action, target).detail(serde_json::json!({
+            "previous_kid": old,
+            "active_kid": active(&o.keys),
+            "emergency": emergency,
+            "laggards": o.laggards,
+        })),
+        Err(e) => AuditEntry::new(actor, action, target)
+            .outcome(Outcome::Failure)
+            .detail(serde_json::json!({ "emergency": emergency, "error": e.to_string() })),
+    }
 }
 
 /// `POST /admin/v1/{sessions,subjects,clients}/{id}/revoke`: what was recorded.
@@ -571,6 +639,21 @@ async fn revoke(auth: &Authority, headers: &HeaderMap, kind: RevocationKind, id:
         .await
         .map_err(|e| ApiError::server_error(&e))?;
     tracing::info!(kind = kind.as_str(), value = %id, seq = event.seq, by = %caller.client_id, "revoked");
+    let action = match kind {
+        RevocationKind::Session => "session.revoke",
+        RevocationKind::Subject => "subject.revoke",
+        RevocationKind::Client => "client.revoke",
+        RevocationKind::Key => "key.revoke",
+    };
+    auth.audit(
+        AuditEntry::new(
+            client_actor(&caller.client_id),
+            action,
+            format!("{}:{id}", kind.as_str()),
+        )
+        .detail(serde_json::json!({ "revocation_seq": event.seq })),
+    )
+    .await;
     Ok(Json(Revoked { event }).into_response())
 }
 

@@ -2,6 +2,7 @@
 
 use super::admin::{json_body, require_admin};
 use super::error::ApiError;
+use crate::audit::{client_actor, user_actor, AuditEntry};
 use crate::users::SessionsEnded;
 use crate::Authority;
 use axum::extract::{Path, Request, State};
@@ -161,6 +162,18 @@ async fn create_user(State(auth): State<Arc<Authority>>, req: Request) -> Result
     };
     let user = auth.create_user(&body.username, body.password.as_deref(), link).await?;
     tracing::info!(user_id = %user.user_id, username = %user.username, by = %caller.client_id, "user created");
+    auth.audit(
+        AuditEntry::new(
+            client_actor(&caller.client_id),
+            "user.create",
+            user_actor(&user.user_id),
+        )
+        .detail(serde_json::json!({
+            "username": user.username,
+            "federated": user.federated_subject.is_some(),
+        })),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(UserView::of(&user, None))).into_response())
 }
 
@@ -188,6 +201,15 @@ async fn delete_user(
     let user = find(&auth, &name).await?;
     let ended = auth.delete_user(&user).await?;
     tracing::info!(user_id = %user.user_id, ended = ended.ended_sessions, by = %caller.client_id, "user deleted");
+    auth.audit(
+        AuditEntry::new(
+            client_actor(&caller.client_id),
+            "user.delete",
+            user_actor(&user.user_id),
+        )
+        .detail(serde_json::json!({ "username": user.username, "ended_sessions": ended.ended_sessions })),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -203,6 +225,15 @@ async fn set_password(
         .ok_or_else(|| ApiError::invalid_request("body required"))?;
     let ended: SessionsEnded = auth.set_user_password(&user, &body.password, body.end_sessions).await?;
     tracing::info!(user_id = %user.user_id, ended = ended.ended_sessions, by = %caller.client_id, "password changed");
+    auth.audit(
+        AuditEntry::new(
+            client_actor(&caller.client_id),
+            "user.set_password",
+            user_actor(&user.user_id),
+        )
+        .detail(serde_json::json!({ "username": user.username, "ended_sessions": ended.ended_sessions })),
+    )
+    .await;
     Ok(Json(ended).into_response())
 }
 
@@ -215,6 +246,15 @@ async fn suspend(
     let user = find(&auth, &name).await?;
     let ended = auth.suspend_user(&user).await?;
     tracing::warn!(user_id = %user.user_id, ended = ended.ended_sessions, by = %caller.client_id, "user suspended");
+    auth.audit(
+        AuditEntry::new(
+            client_actor(&caller.client_id),
+            "user.suspend",
+            user_actor(&user.user_id),
+        )
+        .detail(serde_json::json!({ "username": user.username, "ended_sessions": ended.ended_sessions })),
+    )
+    .await;
     Ok(Json(ended).into_response())
 }
 
@@ -227,6 +267,15 @@ async fn resume(
     let user = find(&auth, &name).await?;
     auth.resume_user(&user).await?;
     tracing::info!(user_id = %user.user_id, by = %caller.client_id, "user resumed");
+    auth.audit(
+        AuditEntry::new(
+            client_actor(&caller.client_id),
+            "user.resume",
+            user_actor(&user.user_id),
+        )
+        .detail(serde_json::json!({ "username": user.username })),
+    )
+    .await;
     let user = find(&auth, &name).await?;
     Ok(Json(UserView::of(&user, None)).into_response())
 }

@@ -446,15 +446,48 @@ pub async fn login(State(auth): State<Arc<Authority>>, req: Request) -> Response
             };
             metrics::counter!("castellan_signins_total", "outcome" => "failure").increment(1);
             tracing::info!(reason, %source, "sign-in refused");
+            // The name tried, never the password.
+            auth.audit(signin_failure(
+                &format!("username:{shown_name}"),
+                &client.client_id,
+                "password",
+                reason,
+                Some(source),
+            ))
+            .await;
             return again(StatusCode::UNAUTHORIZED, BAD_CREDENTIALS);
         }
     };
     auth.throttle().success(username);
-    complete_sign_in(&auth, &pending, &user).await
+    complete_sign_in(&auth, &pending, &user, "password", Some(source)).await
+}
+
+/// The audit event of a refused sign-in: no one is known to have acted.
+pub fn signin_failure(
+    target: &str,
+    client_id: &str,
+    method: &str,
+    reason: &str,
+    source: Option<IpAddr>,
+) -> crate::audit::AuditEntry {
+    crate::audit::AuditEntry::new("anonymous", "signin", target)
+        .outcome(crate::audit::Outcome::Failure)
+        .detail(serde_json::json!({
+            "client_id": client_id,
+            "method": method,
+            "reason": reason,
+            "source": source.map(|s| s.to_string()),
+        }))
 }
 
 /// Starts a session for `user` and sends the browser back with a code.
-pub async fn complete_sign_in(auth: &Authority, pending: &PendingLogin, user: &UserRecord) -> Response {
+pub async fn complete_sign_in(
+    auth: &Authority,
+    pending: &PendingLogin,
+    user: &UserRecord,
+    method: &str,
+    source: Option<IpAddr>,
+) -> Response {
     let unavailable = || error_page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now.");
     let (Ok(sid), Ok(code)) = (random_id(""), random_bytes::<32>()) else {
         return unavailable();
@@ -491,6 +524,20 @@ pub async fn complete_sign_in(auth: &Authority, pending: &PendingLogin, user: &U
     }
     metrics::counter!("castellan_signins_total", "outcome" => "success").increment(1);
     tracing::info!(user_id = %user.user_id, client_id = %pending.client_id, %sid, "signed in");
+    auth.audit(
+        crate::audit::AuditEntry::new(
+            crate::audit::user_actor(&user.user_id),
+            "signin",
+            crate::audit::client_actor(&pending.client_id),
+        )
+        .detail(serde_json::json!({
+            "username": user.username,
+            "method": method,
+            "sid": sid,
+            "source": source.map(|s| s.to_string()),
+        })),
+    )
+    .await;
     let mut params = vec![("code", code.as_str()), ("iss", auth.issuer())];
     if let Some(s) = &pending.state {
         params.push(("state", s.as_str()));

@@ -126,17 +126,23 @@ async fn mint(State(auth): State<Arc<Authority>>, req: Request) -> Result<Respon
             .map_err(|e| ApiError::server_error(&e))?;
         revocation_seq = Some(event.seq);
     }
-    tracing::info!(
-        target: "castellan::audit",
-        actor = %caller.client_id,
-        action = "canary.mint",
-        check,
-        audience = aud,
-        sid = %sid,
-        jti = %claims.jti,
-        kid = %kid,
-        "canary minted"
-    );
+    auth.audit(
+        crate::audit::AuditEntry::new(
+            crate::audit::client_actor(&caller.client_id),
+            "canary.mint",
+            format!("canary:{sid}"),
+        )
+        .detail(serde_json::json!({
+            "check": check,
+            "audience": aud,
+            "sid": sid,
+            "jti": claims.jti,
+            "kid": kid,
+            "exp": claims.exp,
+            "revocation_seq": revocation_seq,
+        })),
+    )
+    .await;
     metrics::counter!("castellan_canaries_minted_total").increment(1);
     let body = serde_json::json!({
         "check": check,

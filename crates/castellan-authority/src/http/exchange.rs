@@ -19,12 +19,50 @@ pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchang
 /// The only token type exchanged and issued.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
-/// `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`.
+/// What an exchange attempt got to know, for its audit event.
+#[derive(Debug, Default)]
+struct Attempt {
+    /// The subject of a valid subject token.
+    subject: Option<String>,
+    /// Its session.
+    sid: Option<String>,
+    /// The audience asked for.
+    audience: Option<String>,
+}
+
+/// `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`; every
+/// attempt, granted or refused, is an audit event (`token.exchange`).
 pub async fn token_exchange(
     auth: &Authority,
     client: &ClientRecord,
     form: &Form,
     bound_to: Option<&str>,
+) -> Result<Response, ApiError> {
+    let mut attempt = Attempt::default();
+    let result = exchange(auth, client, form, bound_to, &mut attempt).await;
+    let target = attempt
+        .subject
+        .as_deref()
+        .map(|s| format!("subject:{s}"))
+        .unwrap_or_default();
+    let mut entry =
+        crate::audit::AuditEntry::new(crate::audit::client_actor(&client.client_id), "token.exchange", target);
+    let mut detail = json!({ "audience": attempt.audience, "sid": attempt.sid });
+    if let (Err(e), Some(obj)) = (&result, detail.as_object_mut()) {
+        entry = entry.outcome(crate::audit::Outcome::Failure);
+        obj.insert("error".to_owned(), json!(e.code()));
+        obj.insert("error_description".to_owned(), json!(e.description()));
+    }
+    auth.audit(entry.detail(detail)).await;
+    result
+}
+
+async fn exchange(
+    auth: &Authority,
+    client: &ClientRecord,
+    form: &Form,
+    bound_to: Option<&str>,
+    attempt: &mut Attempt,
 ) -> Result<Response, ApiError> {
     if client.public {
         return Err(ApiError::unauthorized_client("a public client cannot exchange tokens"));
@@ -61,13 +99,18 @@ pub async fn token_exchange(
         Err(TokenRejection::Store(e)) => return Err(ApiError::server_error(&e)),
         Err(e) => return Err(ApiError::invalid_request(format!("subject_token is not valid: {e}"))),
     };
+    attempt.subject = Some(subject.sub.clone());
+    attempt.sid = Some(subject.sid.clone());
     if subject.aud != serves {
         return Err(ApiError::invalid_request(
             "subject_token was not addressed to this client's service: a service exchanges only tokens sent to it",
         ));
     }
     let aud = match form.audiences().as_slice() {
-        [one] => (*one).to_owned(),
+        [one] => {
+            attempt.audience = Some(one.chars().take(256).collect());
+            (*one).to_owned()
+        }
         [] => {
             return Err(ApiError::invalid_target(
                 "name the next service with `audience` or `resource`",

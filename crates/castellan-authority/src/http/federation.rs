@@ -159,16 +159,32 @@ pub async fn callback(State(auth): State<Arc<Authority>>, req: Request) -> Respo
         Err(e) => {
             tracing::warn!(error = %e, "federation: upstream sign-in refused");
             metrics::counter!("castellan_signins_total", "outcome" => "federation_failure").increment(1);
+            auth.audit(super::authorize::signin_failure(
+                "",
+                &state.pending.client_id,
+                "federation",
+                "upstream identity not verified",
+                None,
+            ))
+            .await;
             return error_page(StatusCode::BAD_GATEWAY, "Company sign-in could not be verified.");
         }
     };
     let user = match linked_user(&auth, &identity).await {
         Ok(Some(u)) => u,
         Ok(None) => {
+            auth.audit(super::authorize::signin_failure(
+                &format!("upstream:{}", identity.subject),
+                &state.pending.client_id,
+                "federation",
+                "no linked account",
+                None,
+            ))
+            .await;
             return error_page(
                 StatusCode::FORBIDDEN,
                 "No account here is linked to your company identity. Ask an administrator.",
-            )
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "federation: store unavailable");
@@ -177,9 +193,17 @@ pub async fn callback(State(auth): State<Arc<Authority>>, req: Request) -> Respo
     };
     if user.suspended {
         tracing::info!(user_id = %user.user_id, "federation: suspended account refused");
+        auth.audit(super::authorize::signin_failure(
+            &crate::audit::user_actor(&user.user_id),
+            &state.pending.client_id,
+            "federation",
+            "suspended",
+            None,
+        ))
+        .await;
         return error_page(StatusCode::FORBIDDEN, "This account cannot sign in.");
     }
-    complete_sign_in(&auth, &state.pending, &user).await
+    complete_sign_in(&auth, &state.pending, &user, "federation", None).await
 }
 
 /// The local person linked to the upstream identity; created on first

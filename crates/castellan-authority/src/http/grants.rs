@@ -339,6 +339,15 @@ pub async fn revoke_refresh_token(auth: &Authority, caller: &ClientRecord, token
     }
     auth.end_session(&rt.sid).await?;
     tracing::info!(sid = %rt.sid, by = %caller.client_id, "session revoked by its refresh token");
+    auth.audit(
+        crate::audit::AuditEntry::new(
+            crate::audit::client_actor(&caller.client_id),
+            "token.revoke",
+            format!("session:{}", rt.sid),
+        )
+        .detail(serde_json::json!({ "token_type": "refresh_token", "user_id": rt.user_id })),
+    )
+    .await;
     Ok(true)
 }
 

@@ -105,7 +105,13 @@ pub fn router(auth: Arc<Authority>) -> Router {
         .route(paths::HEARTBEAT, post(stream::heartbeat))
         .route(paths::POLICY_BUNDLE, get(policies::bundle))
         .route(paths::DECISION_LOG, post(decisions::ingest))
-        .nest(paths::ADMIN, admin::router())
+        .nest(
+            paths::ADMIN,
+            admin::router().route_layer(axum::middleware::from_fn_with_state(
+                auth.clone(),
+                audit::record_refusals,
+            )),
+        )
         .nest(paths::CONSOLE, console::router())
         .route(paths::OPENAPI, get(openapi::document))
         .route("/healthz", get(|| async { "ok" }))

@@ -240,6 +240,15 @@ pub async fn revoke(State(auth): State<Arc<Authority>>, req: Request) -> Respons
                 }
                 auth.end_session(&claims.sid).await?;
                 tracing::info!(sid = %claims.sid, by = %caller.client_id, "session revoked");
+                auth.audit(
+                    crate::audit::AuditEntry::new(
+                        crate::audit::client_actor(&caller.client_id),
+                        "token.revoke",
+                        format!("session:{}", claims.sid),
+                    )
+                    .detail(serde_json::json!({ "token_type": "access_token", "sub": claims.sub })),
+                )
+                .await;
             }
             Err(crate::tokens::TokenRejection::Store(e)) => return Err(ApiError::server_error(&e)),
             Err(_) => {}

@@ -7,6 +7,7 @@
 
 use super::admin::{json_body, json_body_up_to, require_admin};
 use super::error::ApiError;
+use crate::audit::{client_actor, AuditEntry};
 use crate::Authority;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -135,7 +136,9 @@ async fn store_version(
     policies: &str,
     schema: Option<&str>,
     by: &str,
+    actor: String,
     note: Option<&str>,
+    action: &'static str,
 ) -> Result<PolicyVersionRecord, ApiError> {
     let previous = auth
         .store()
@@ -150,17 +153,18 @@ async fn store_version(
     let (added, removed) = previous
         .as_ref()
         .map_or((policies.lines().count(), 0), |p| line_changes(&p.policies, policies));
-    tracing::info!(
-        target: "castellan::audit",
-        service,
-        version = record.version,
-        by,
-        note = note.unwrap_or(""),
-        lines_added = added,
-        lines_removed = removed,
-        sha256 = %sha256_hex(policies),
-        "policy version stored"
-    );
+    auth.audit(
+        AuditEntry::new(actor, action, format!("policy:{service}")).detail(serde_json::json!({
+            "service": service,
+            "version": record.version,
+            "previous_version": previous.as_ref().map(|p| p.version),
+            "note": note,
+            "lines_added": added,
+            "lines_removed": removed,
+            "sha256": sha256_hex(policies),
+        })),
+    )
+    .await;
     metrics::counter!("castellan_policy_pushes_total").increment(1);
     auth.events().publish(crate::events::StreamEvent::Policy {
         service: service.to_owned(),
@@ -217,7 +221,9 @@ async fn push(
         &body.policies,
         body.schema.as_deref(),
         &caller.client_id,
+        client_actor(&caller.client_id),
         body.note.as_deref(),
+        "policy.push",
     )
     .await?;
     let mut v = serde_json::to_value(view(&record)).unwrap_or_default();
@@ -237,7 +243,7 @@ async fn rollback(
     let body: Rollback = json_body(&auth, req, false)
         .await?
         .ok_or_else(|| ApiError::invalid_request("body required"))?;
-    let record = rollback_to(&auth, &service, body.version, &caller.client_id).await?;
+    let record = rollback_to(&auth, &service, body.version, &caller.client_id, client_actor(&caller.client_id)).await?;
     Ok((StatusCode::CREATED, Json(view(&record))).into_response())
 }
 
@@ -248,6 +254,7 @@ pub(crate) async fn rollback_to(
     service: &str,
     version: i64,
     by: &str,
+    actor: String,
 ) -> Result<PolicyVersionRecord, ApiError> {
     let old = auth
         .store()
@@ -258,7 +265,17 @@ pub(crate) async fn rollback_to(
     // Checked again: a schema or Cedar upgrade may have made it invalid since.
     check(&old.policies, old.schema.as_deref())?;
     let note = format!("rollback to {}", old.version);
-    store_version(auth, service, &old.policies, old.schema.as_deref(), by, Some(&note)).await
+    store_version(
+        auth,
+        service,
+        &old.policies,
+        old.schema.as_deref(),
+        by,
+        actor,
+        Some(&note),
+        "policy.rollback",
+    )
+    .await
 }
 
 async fn list_services(State(auth): State<Arc<Authority>>, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -62,15 +62,15 @@ async fn record_run(State(auth): State<Arc<Authority>>, req: Request) -> Result<
         .await
         .map_err(|e| ApiError::server_error(&e))?;
     let failed = run.targets.iter().filter(|t| !t.passed()).count();
-    tracing::info!(
-        target: "castellan::audit",
-        actor = %caller.client_id,
-        action = "probe_run.record",
-        run = stored.id,
-        targets = run.targets.len(),
-        failed,
-        "probe run recorded"
-    );
+    auth.audit(
+        crate::audit::AuditEntry::new(
+            crate::audit::client_actor(&caller.client_id),
+            "probe_run.record",
+            format!("probe_run:{}", stored.id),
+        )
+        .detail(serde_json::json!({ "run": stored.id, "targets": run.targets.len(), "failed": failed })),
+    )
+    .await;
     metrics::counter!("castellan_probe_runs_recorded_total").increment(1);
     Ok((
         StatusCode::CREATED,

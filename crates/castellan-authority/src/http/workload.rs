@@ -89,6 +89,15 @@ async fn rotate_ca(State(auth): State<Arc<Authority>>, req: Request) -> Result<R
         Err(e) => return Err(ApiError::server_error(&e)),
     };
     tracing::info!(active = %set.active.id(), by = %caller.client_id, force = body.force, emergency = body.emergency, "internal CA rotated by an admin");
+    auth.audit(
+        crate::audit::AuditEntry::new(
+            crate::audit::client_actor(&caller.client_id),
+            "ca.rotate",
+            format!("ca:{}", set.active.id()),
+        )
+        .detail(serde_json::json!({ "force": body.force, "emergency": body.emergency })),
+    )
+    .await;
     auth.announce(castellan_store::Change::Ca).await;
     Ok(Json(ca_views(&set)).into_response())
 }
@@ -195,6 +204,15 @@ async fn register(State(auth): State<Arc<Authority>>, req: Request) -> Result<Re
         .await
         .map_err(store_err)?;
     tracing::info!(spiffe_id = %record.spiffe_id, by = %caller.client_id, "workload registered; join token issued");
+    auth.audit(
+        crate::audit::AuditEntry::new(
+            crate::audit::client_actor(&caller.client_id),
+            "workload.register",
+            format!("workload:{}", record.spiffe_id),
+        )
+        .detail(serde_json::json!({ "svid_ttl": record.svid_ttl, "join_token_expires_at": expires_at })),
+    )
+    .await;
     Ok((
         status,
         Json(Registered {
@@ -228,6 +246,12 @@ async fn remove(
         return Err(ApiError::not_found(format!("no workload `{id}`")));
     }
     tracing::info!(spiffe_id = %id, by = %caller.client_id, "workload deleted");
+    auth.audit(crate::audit::AuditEntry::new(
+        crate::audit::client_actor(&caller.client_id),
+        "workload.delete",
+        format!("workload:{id}"),
+    ))
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

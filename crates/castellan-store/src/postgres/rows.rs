@@ -1,9 +1,9 @@
 //! Reading PostgreSQL rows back into records.
 
 use crate::{
-    AuthCodeRecord, CaRecord, ClientRecord, DecisionRecord, JoinTokenRecord, KeyRecord, PolicyVersionRecord,
-    ProbeRunRecord, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, StoreError, StoreResult,
-    UserRecord, WorkloadRecord,
+    AuditRecord, AuthCodeRecord, CaRecord, ClientRecord, DecisionRecord, JoinTokenRecord, KeyRecord,
+    PolicyVersionRecord, ProbeRunRecord, RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord,
+    StoreError, StoreResult, UserRecord, WorkloadRecord,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -187,5 +187,18 @@ pub(super) fn probe_run(row: &PgRow) -> StoreResult<ProbeRunRecord> {
         recorded_at: row.try_get("recorded_at")?,
         recorded_by: row.try_get("recorded_by")?,
         report: row.try_get("report")?,
+    })
+}
+
+pub(super) fn audit(row: &PgRow) -> StoreResult<AuditRecord> {
+    Ok(AuditRecord {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: row.try_get("outcome")?,
+        detail: row.try_get("detail")?,
+        hash: row.try_get("hash")?,
     })
 }

@@ -352,15 +352,13 @@ pub async fn rollback(State(auth): State<Arc<Authority>>, Path(service): Path<St
             },
         );
     }
-    let entry = AuditEntry::new(admin.actor(), "policy.rollback", format!("policy:{service}"));
-    match crate::http::policies::rollback_to(&auth, &service, version, &admin.actor()).await {
-        Ok(record) => {
-            auth.audit(entry.detail(json!({ "to": version, "version": record.version, "via": "console" })))
-                .await;
-            back(&auth, &admin, &format!("{page}?done=rolledback"))
-        }
+    // A successful rollback is audited where the version is stored (as for the admin API).
+    match crate::http::policies::rollback_to(&auth, &service, version, &admin.actor(), admin.actor()).await {
+        Ok(_) => back(&auth, &admin, &format!("{page}?done=rolledback")),
         Err(e) => {
-            auth.audit(entry.outcome(Outcome::Failure)).await;
+            let entry = AuditEntry::new(admin.actor(), "policy.rollback", format!("policy:{service}"));
+            auth.audit(entry.outcome(Outcome::Failure).detail(json!({ "to": version, "via": "console" })))
+                .await;
             refused(&auth, &admin, &e)
         }
     }
