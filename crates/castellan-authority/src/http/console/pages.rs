@@ -705,17 +705,115 @@ pub async fn probes(State(auth): State<Arc<Authority>>, headers: HeaderMap, Quer
     admin.respond(&auth, render(StatusCode::OK, &page))
 }
 
+struct AuditRow {
+    seq: i64,
+    time: String,
+    actor: String,
+    action: String,
+    target: String,
+    failed: bool,
+    detail: String,
+}
+
+/// What a chain check found, as the page shows it.
+struct ChainView {
+    ok: bool,
+    events: i64,
+    head: String,
+    problem: String,
+}
+
 #[derive(Template)]
 #[template(path = "console/audit.html")]
 struct AuditPage {
     c: Chrome,
+    actor: String,
+    window: String,
+    rows: Vec<AuditRow>,
+    /// The `after` of the next page, when this one is full.
+    next: Option<i64>,
+    chain: Option<ChainView>,
+    error: String,
 }
 
-/// `GET /admin/audit`: the audit trail (a placeholder until its store lands).
+/// Events a page of the audit trail shows.
+const AUDIT_PAGE: u32 = 100;
+
+/// The time windows the audit page offers, and how far back each reaches.
+fn audit_window(window: &str) -> Option<Option<i64>> {
+    match window {
+        "1h" => Some(Some(3_600)),
+        "" | "24h" => Some(Some(86_400)),
+        "7d" => Some(Some(7 * 86_400)),
+        "all" => Some(None),
+        _ => None,
+    }
+}
+
+/// `GET /admin/audit`: the audit trail, oldest first within a time window,
+/// filtered by actor, a page of 100 at a time; `verify=1` checks the chain.
 pub async fn audit(State(auth): State<Arc<Authority>>, headers: HeaderMap, Query(q): Params) -> Response {
     let admin = admin_or_return!(auth, headers);
+    let actor = q.get("actor").map(|a| a.trim().to_owned()).unwrap_or_default();
+    let window = q.get("window").cloned().unwrap_or_else(|| "24h".to_owned());
+    let after = q.get("after").map(|a| a.parse::<i64>());
+    let mut error = String::new();
+    let mut rows = Vec::new();
+    let mut next = None;
+    match (audit_window(&window), after) {
+        (None, _) => error = "Choose one of the offered time windows.".to_owned(),
+        (_, Some(Err(_))) => error = "`after` must be a sequence number.".to_owned(),
+        _ if actor.len() > 512 => error = "That actor is too long.".to_owned(),
+        (Some(back), after) => {
+            let query = castellan_store::AuditQuery {
+                after_seq: after.and_then(Result::ok).unwrap_or(0).max(0),
+                since: back.map(|b| auth.now().saturating_sub(b)),
+                actor: (!actor.is_empty()).then(|| actor.clone()),
+                limit: AUDIT_PAGE,
+            };
+            match auth.store().list_audit(&query).await {
+                Ok(found) => {
+                    if found.len() == AUDIT_PAGE as usize {
+                        next = found.last().map(|r| r.seq);
+                    }
+                    rows = found
+                        .into_iter()
+                        .map(|r| AuditRow {
+                            seq: r.seq,
+                            time: when(Some(r.at)),
+                            actor: r.actor,
+                            action: r.action,
+                            target: r.target,
+                            failed: r.outcome != "success",
+                            detail: if r.detail == "{}" { String::new() } else { r.detail },
+                        })
+                        .collect();
+                }
+                Err(e) => return failed(&admin, &auth, &e.to_string()),
+            }
+        }
+    }
+    let chain = if q.get("verify").map(String::as_str) == Some("1") {
+        match auth.verify_audit().await {
+            Ok(v) => Some(ChainView {
+                ok: v.ok(),
+                events: v.events,
+                head: v.head.map(|h| format!("{} {}", h.seq, h.hash)).unwrap_or_default(),
+                problem: v.first_bad.map(|b| b.to_string()).unwrap_or_default(),
+            }),
+            Err(e) => return failed(&admin, &auth, &e.to_string()),
+        }
+    } else {
+        None
+    };
     let page = AuditPage {
         c: chrome(&admin, "audit", &q),
+        actor,
+        window,
+        rows,
+        next,
+        chain,
+        error,
     };
     admin.respond(&auth, render(StatusCode::OK, &page))
 }
