@@ -130,16 +130,30 @@ fn check(policies: &str, schema: Option<&str>) -> Result<castellan_authz::Policy
         .map_err(|e| ApiError::invalid_request(format!("refused, the version in force is unchanged: {e}")))
 }
 
+/// Who stores a version, and why: recorded with the version and in the audit trail.
+struct Authored<'a> {
+    /// Kept with the version (`pushed_by`).
+    by: &'a str,
+    /// The audit trail's actor (`client:<id>`, `user:<id>`).
+    actor: String,
+    note: Option<&'a str>,
+    /// `policy.push` or `policy.rollback`.
+    action: &'static str,
+}
+
 async fn store_version(
     auth: &Authority,
     service: &str,
     policies: &str,
     schema: Option<&str>,
-    by: &str,
-    actor: String,
-    note: Option<&str>,
-    action: &'static str,
+    authored: Authored<'_>,
 ) -> Result<PolicyVersionRecord, ApiError> {
+    let Authored {
+        by,
+        actor,
+        note,
+        action,
+    } = authored;
     let previous = auth
         .store()
         .get_policy_version(service, None)
@@ -220,10 +234,12 @@ async fn push(
         &service,
         &body.policies,
         body.schema.as_deref(),
-        &caller.client_id,
-        client_actor(&caller.client_id),
-        body.note.as_deref(),
-        "policy.push",
+        Authored {
+            by: &caller.client_id,
+            actor: client_actor(&caller.client_id),
+            note: body.note.as_deref(),
+            action: "policy.push",
+        },
     )
     .await?;
     let mut v = serde_json::to_value(view(&record)).unwrap_or_default();
@@ -243,7 +259,14 @@ async fn rollback(
     let body: Rollback = json_body(&auth, req, false)
         .await?
         .ok_or_else(|| ApiError::invalid_request("body required"))?;
-    let record = rollback_to(&auth, &service, body.version, &caller.client_id, client_actor(&caller.client_id)).await?;
+    let record = rollback_to(
+        &auth,
+        &service,
+        body.version,
+        &caller.client_id,
+        client_actor(&caller.client_id),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(view(&record))).into_response())
 }
 
@@ -270,10 +293,12 @@ pub(crate) async fn rollback_to(
         service,
         &old.policies,
         old.schema.as_deref(),
-        by,
-        actor,
-        Some(&note),
-        "policy.rollback",
+        Authored {
+            by,
+            actor,
+            note: Some(&note),
+            action: "policy.rollback",
+        },
     )
     .await
 }
