@@ -165,7 +165,7 @@ async fn an_admin_signs_in_and_every_page_renders() {
         ("/admin/policies", "No service has policies"),
         ("/admin/decisions", "Choose a service"),
         ("/admin/probes", "No probe run"),
-        ("/admin/audit", "audit-placeholder"),
+        ("/admin/audit", "console.signin"),
     ] {
         let p = b.get(&format!("{}{path}", ta.url)).await;
         assert_eq!(p.status, 200, "{path}: {}", p.body);
