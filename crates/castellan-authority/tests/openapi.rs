@@ -868,7 +868,12 @@ fn path_of(expr: &str, consts: &BTreeMap<String, String>) -> String {
 
 /// The module and function a router call like `super::admin::router()` names, seen from `module`.
 fn callee(expr: &str, module: &[String]) -> (Vec<String>, String) {
-    let path = expr
+    // `admin::router()` or `admin::router().route_layer(...)`: layers add no routes.
+    let call = match expr.find("().") {
+        Some(end) => &expr[..end + 2],
+        None => expr,
+    };
+    let path = call
         .strip_suffix("()")
         .unwrap_or_else(|| panic!("router expression `{expr}` is not a call without arguments"));
     let mut segs: Vec<&str> = path.split("::").collect();

@@ -889,6 +889,22 @@ pub(super) fn paths() -> Paths {
         &a("/audit"),
         Get,
         admin("listAuditEvents", "admin-audit", "The audit trail")
+            .parameter(query(
+                "since",
+                Type::Integer,
+                "Only events at or after this time (seconds since the epoch).",
+            ))
+            .parameter(query(
+                "actor",
+                Type::String,
+                "Only events by this actor (`client:<id>`, `user:<id>`, `castellan`).",
+            ))
+            .parameter(query(
+                "after",
+                Type::Integer,
+                "Only events with a higher sequence number (the previous page's `next_after`).",
+            ))
+            .parameter(query("limit", Type::Integer, "Page size, 1 to 1000 (default 100)."))
             .response("200", ok_json::<s::AuditEventList>("The events."))
             .response("400", r(BAD_REQUEST)),
     );

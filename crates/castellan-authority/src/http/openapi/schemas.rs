@@ -1008,17 +1008,17 @@ pub struct AuditEvent {
     pub outcome: AuditOutcome,
     /// Further facts (never a secret).
     pub detail: serde_json::Value,
-    /// This event's hash.
+    /// This event's link hash (HMAC-SHA-256 over the previous event's hash and this event), lowercase hex.
     pub hash: String,
-    /// The previous event's hash.
-    pub prev_hash: String,
 }
 
 /// `GET /admin/v1/audit`.
 #[derive(Serialize, ToSchema)]
 pub struct AuditEventList {
-    /// The events, in order.
+    /// The events, oldest first.
     pub events: Vec<AuditEvent>,
+    /// When the page is full: the `after` of the next page.
+    pub next_after: Option<i64>,
 }
 
 /// The newest event of the chain.
