@@ -4,10 +4,9 @@
 //! the trait method's name) and `castellan_store_errors_total{op}`.
 
 use crate::{
-    AuditQuery, AuditRecord, NewAuditEvent,
-    AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord, HeartbeatRecord, JoinTokenRecord,
-    KeyRecord, Notice, PolicyVersionRecord, ProbeRunRecord, Redeemed, RefreshTokenRecord, RevocationEvent,
-    RevocationKind, SessionRecord, Store, StoreResult, UserRecord, WorkloadRecord,
+    AuditQuery, AuditRecord, AuthCodeRecord, CaRecord, Change, ClientRecord, DecisionQuery, DecisionRecord,
+    HeartbeatRecord, JoinTokenRecord, KeyRecord, NewAuditEvent, Notice, PolicyVersionRecord, ProbeRunRecord, Redeemed,
+    RefreshTokenRecord, RevocationEvent, RevocationKind, SessionRecord, Store, StoreResult, UserRecord, WorkloadRecord,
 };
 use castellan_core::UnixTime;
 use std::future::Future;

@@ -130,6 +130,7 @@ fn check(policies: &str, schema: Option<&str>) -> Result<castellan_authz::Policy
         .map_err(|e| ApiError::invalid_request(format!("refused, the version in force is unchanged: {e}")))
 }
 
+#[allow(clippy::too_many_arguments)] // each is a distinct fact of the version stored
 async fn store_version(
     auth: &Authority,
     service: &str,
@@ -243,7 +244,14 @@ async fn rollback(
     let body: Rollback = json_body(&auth, req, false)
         .await?
         .ok_or_else(|| ApiError::invalid_request("body required"))?;
-    let record = rollback_to(&auth, &service, body.version, &caller.client_id, client_actor(&caller.client_id)).await?;
+    let record = rollback_to(
+        &auth,
+        &service,
+        body.version,
+        &caller.client_id,
+        client_actor(&caller.client_id),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(view(&record))).into_response())
 }
 
