@@ -357,8 +357,12 @@ pub async fn rollback(State(auth): State<Arc<Authority>>, Path(service): Path<St
         Ok(_) => back(&auth, &admin, &format!("{page}?done=rolledback")),
         Err(e) => {
             let entry = AuditEntry::new(admin.actor(), "policy.rollback", format!("policy:{service}"));
-            auth.audit(entry.outcome(Outcome::Failure).detail(json!({ "to": version, "via": "console" })))
-                .await;
+            auth.audit(
+                entry
+                    .outcome(Outcome::Failure)
+                    .detail(json!({ "to": version, "via": "console" })),
+            )
+            .await;
             refused(&auth, &admin, &e)
         }
     }
