@@ -326,7 +326,33 @@ impl Authority {
                 tracing::warn!(error = %e, "could not release the bootstrap lease; it expires on its own");
             }
         }
+        authority.check_console_admins().await;
         Ok(authority)
+    }
+
+    /// Warns about names in `[console] admins` that cannot use the console:
+    /// no such person, or a person created by federation.
+    async fn check_console_admins(&self) {
+        if !self.config.console.enabled {
+            return;
+        }
+        for name in &self.config.console.admins {
+            let Some(name) = crate::users::normalize_username(name) else {
+                continue;
+            };
+            match self.store.get_user_by_name(&name).await {
+                Ok(Some(u)) if u.federated_issuer.is_some() => tracing::warn!(
+                    admin = %name,
+                    "console admin `{name}` was created by federation and cannot use the console; console admins are local accounts with a password"
+                ),
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::warn!(
+                    admin = %name,
+                    "console admin `{name}` matches no user; create the account (`castellan user create --password-stdin`) or fix the name"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not check the console admins against the store"),
+            }
+        }
     }
 
     async fn bootstrap_admin(&self, env: &StartEnv) -> Result<(), StartError> {
@@ -434,11 +460,10 @@ impl Authority {
     /// cannot be deleted or changed, and a stored client of that id is shadowed).
     pub async fn client(&self, id: &str) -> Result<Option<ClientRecord>, ApiError> {
         if id == crate::http::console::CLIENT_ID {
-            return Ok(self
-                .config
-                .console
-                .enabled
-                .then(|| crate::http::console::client_record(self)));
+            let console = &self.config.console;
+            return Ok(
+                (console.enabled && !console.admins.is_empty()).then(|| crate::http::console::client_record(self))
+            );
         }
         self.store.get_client(id).await.map_err(|e| ApiError::server_error(&e))
     }

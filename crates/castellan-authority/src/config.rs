@@ -80,7 +80,14 @@ impl Default for ConsoleConfig {
 }
 
 impl ConsoleConfig {
-    /// Whether the person named `username` (already normalized) is a console admin.
+    /// Whether `user` may use the console: a local account (not created by
+    /// federation, whose upstream chose its username) named in `admins`.
+    pub fn is_admin_user(&self, user: &castellan_store::UserRecord) -> bool {
+        user.federated_issuer.is_none() && self.is_admin(&user.username)
+    }
+
+    /// Whether the name `username` (already normalized) is in `admins`.
+    /// Use [`ConsoleConfig::is_admin_user`] for a person.
     pub fn is_admin(&self, username: &str) -> bool {
         self.admins
             .iter()
@@ -766,6 +773,16 @@ impl Config {
         if !(1024..=1024 * 1024).contains(&self.limits.max_body_bytes) {
             return invalid("limits.max_body_bytes must be between 1024 and 1048576".into());
         }
+        if let Some(bad) = self
+            .console
+            .admins
+            .iter()
+            .find(|a| crate::users::normalize_username(a).is_none())
+        {
+            return invalid(format!(
+                "console.admins: `{bad}` is not a valid username (1 to 64 of a-z, 0-9 and `. _ - @ +`)"
+            ));
+        }
         Ok(())
     }
 }
@@ -855,6 +872,9 @@ mod tests {
         assert_eq!(c.console.admins, ["alice", "bob"]);
         assert!(!c.console.enabled);
         assert!(Config::from_toml("[console]\nadmin = []\n").is_err());
+        let c = Config::from_toml("[console]\nadmins = [\"alice\", \"bad name\"]\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("`bad name`"), "{err}");
     }
 
     #[test]

@@ -187,8 +187,25 @@ impl Authority {
         Ok(ended)
     }
 
-    /// Ends one session and revokes its tokens.
-    pub async fn end_session(&self, sid: &str) -> Result<i64, ApiError> {
+    /// Ends one session and revokes its tokens; the revocation event's
+    /// sequence number, or `None` when no live session was ended (it had
+    /// ended already, and its tokens were revoked then, or never existed):
+    /// asking again appends nothing to the revocation log.
+    pub async fn end_session(&self, sid: &str) -> Result<Option<i64>, ApiError> {
+        let now = self.now();
+        if !self.store().end_session(sid, now).await.map_err(store_err)? {
+            return Ok(None);
+        }
+        let ev = self
+            .record_revocation(RevocationKind::Session, sid, now)
+            .await
+            .map_err(store_err)?;
+        Ok(Some(ev.seq))
+    }
+
+    /// Ends a session if it is live and revokes the `sid` whether or not a
+    /// stored session had it (a client-credentials token's `sid` has none).
+    pub async fn revoke_sid(&self, sid: &str) -> Result<i64, ApiError> {
         let now = self.now();
         self.store().end_session(sid, now).await.map_err(store_err)?;
         let ev = self

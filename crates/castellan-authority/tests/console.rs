@@ -174,18 +174,43 @@ async fn an_admin_signs_in_and_every_page_renders() {
         assert!(!p.body.contains("<script>"), "{path}: no inline script");
         assert!(!p.body.contains("style="), "{path}: no inline style");
     }
-    for (path, ty) in [
-        ("/admin/assets/htmx.min.js", "text/javascript"),
-        ("/admin/assets/console.css", "text/css"),
+    // The assets are linked at a URL carrying their content hash, and cached for good there.
+    let page = b.get(&format!("{}/admin", ta.url)).await;
+    let at = page.body.find("/admin/assets/").unwrap() + "/admin/assets/".len();
+    let version = &page.body[at..at + 12];
+    assert!(version.bytes().all(|c| c.is_ascii_hexdigit()), "{version}");
+    for (file, ty) in [
+        ("htmx.min.js", "text/javascript"),
+        ("console.css", "text/css"),
+        ("icon.svg", "image/svg+xml"),
     ] {
-        let resp = ta.http.get(format!("{}{path}", ta.url)).send().await.unwrap();
+        assert!(page.body.contains(&format!("/admin/assets/{version}/{file}")), "{file}");
+        let resp = ta
+            .http
+            .get(format!("{}/admin/assets/{version}/{file}", ta.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert!(resp.headers()["content-type"].to_str().unwrap().starts_with(ty));
-        assert!(resp.headers()["cache-control"]
-            .to_str()
-            .unwrap()
-            .contains("max-age=31536000"));
+        assert_eq!(resp.headers()["cache-control"], "public, max-age=31536000, immutable");
+        // Another version (a page from an older build) or none: this build's file, revalidated.
+        for path in [
+            format!("/admin/assets/000000000000/{file}"),
+            format!("/admin/assets/{file}"),
+        ] {
+            let resp = ta.http.get(format!("{}{path}", ta.url)).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            assert_eq!(resp.headers()["cache-control"], "no-cache", "{path}");
+        }
     }
+    let resp = ta
+        .http
+        .get(format!("{}/admin/assets/{version}/nothing.js", ta.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 }
 
 #[tokio::test]
@@ -307,7 +332,21 @@ async fn an_idle_console_session_ends() {
         "use restarts the idle clock"
     );
     ta.clock.advance(31 * 60);
+    let saved = b.cookies.clone();
+    let before = ta.authority.store().latest_revocation_seq().await.unwrap();
     assert_eq!(b.get(&format!("{}/admin/keys", ta.url)).await.status, 303);
+    // The OIDC session behind the console session was ended too.
+    let (_, shown) = ta.admin(Method::GET, "/users/alice", None).await;
+    assert_eq!(shown["sessions"], json!([]), "{shown}");
+    // Replaying the old cookie again and again revokes nothing more.
+    for _ in 0..5 {
+        b.cookies = saved.clone();
+        let p = b.get(&format!("{}/admin/keys", ta.url)).await;
+        assert_eq!(p.status, 303);
+        assert_eq!(p.location.as_deref(), Some("/admin/login"));
+    }
+    let after = ta.authority.store().latest_revocation_seq().await.unwrap();
+    assert_eq!(after - before, 1, "one revocation for the session, none per replay");
 }
 
 #[tokio::test]
@@ -330,19 +369,345 @@ async fn with_no_admins_configured_the_console_says_how_to_enable_it() {
     assert!(p.body.contains("[console] admins"), "{}", p.body);
 }
 
+/// Signs `name` in at the authorization endpoint as the console's client
+/// (as anyone could, without the console) and returns the code and verifier.
+async fn console_code(ta: &TestAuthority, name: &str) -> (String, String) {
+    let pkce = castellan_testkit::browser::pkce();
+    let redirect_uri = format!("{}/admin/callback", ta.url);
+    let req = castellan_testkit::browser::AuthRequest {
+        issuer: &ta.url,
+        client_id: "castellan-console",
+        redirect_uri: &redirect_uri,
+        scope: "openid",
+        challenge: &pkce.challenge,
+        state: "s",
+        nonce: "n",
+    };
+    let back = castellan_testkit::browser::sign_in(&req, name, PASSWORD).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    (back.redirect_param("code").unwrap(), pkce.verifier)
+}
+
 #[tokio::test]
 async fn the_console_client_gives_no_tokens_of_its_own() {
     let ta = start(&["alice"]).await;
+    person(&ta, "carol").await;
+    // Carol (no admin) runs the code flow as the console's client and
+    // takes the code to the token endpoint herself: refused.
+    let (code, verifier) = console_code(&ta, "carol").await;
+    let redirect_uri = format!("{}/admin/callback", ta.url);
     let resp = ta
         .token_request(
             None,
-            &[("grant_type", "client_credentials"), ("client_id", "castellan-console")],
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "castellan-console"),
+                ("code", &code),
+                ("redirect_uri", &redirect_uri),
+                ("code_verifier", &verifier),
+            ],
         )
         .await;
-    assert!(resp.status().is_client_error());
+    assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
-    assert!(v["error"].is_string(), "{v}");
+    assert_eq!(v["error"], "unauthorized_client", "{v}");
+    assert!(v.get("access_token").is_none(), "{v}");
+    for grant in [
+        vec![("grant_type", "refresh_token"), ("refresh_token", "x")],
+        vec![("grant_type", "client_credentials")],
+        vec![
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", "x"),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+        ],
+    ] {
+        let mut form = grant.clone();
+        form.push(("client_id", "castellan-console"));
+        let resp = ta.token_request(None, &form).await;
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"], "unauthorized_client", "{grant:?}: {v}");
+    }
+    // Nor may it revoke (RFC 7009).
+    let resp = ta
+        .http
+        .post(format!("{}/oauth2/revoke", ta.url))
+        .form(&[("client_id", "castellan-console"), ("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "unauthorized_client", "{v}");
     // It is not stored, so it cannot be deleted or listed.
     let (status, _) = ta.admin(Method::DELETE, "/clients/castellan-console", None).await;
     assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn without_admins_the_console_client_does_not_exist() {
+    let ta = start(&[]).await;
+    person(&ta, "carol").await;
+    let pkce = castellan_testkit::browser::pkce();
+    let redirect_uri = format!("{}/admin/callback", ta.url);
+    let req = castellan_testkit::browser::AuthRequest {
+        issuer: &ta.url,
+        client_id: "castellan-console",
+        redirect_uri: &redirect_uri,
+        scope: "openid",
+        challenge: &pkce.challenge,
+        state: "s",
+        nonce: "n",
+    };
+    let p = Browser::new().get(&req.url()).await;
+    assert_eq!(p.status, 400, "an unknown client: {}", p.body);
+}
+
+#[tokio::test]
+async fn a_federated_account_is_never_a_console_admin() {
+    let ta = start(&["alice", "mallory"]).await;
+    person(&ta, "alice").await;
+    // As a first federated sign-in creates a person, with a username the
+    // upstream chose; given a password here so the test can sign in.
+    let hash = ta.authority.passwords().hash(PASSWORD).await.unwrap();
+    ta.authority
+        .store()
+        .insert_user(&castellan_store::UserRecord {
+            user_id: "u-mallory".to_owned(),
+            username: "mallory".to_owned(),
+            password_hash: Some(hash),
+            suspended: false,
+            created_at: 0,
+            federated_issuer: Some("https://upstream.example".to_owned()),
+            federated_subject: Some("mallory".to_owned()),
+        })
+        .await
+        .unwrap();
+    let (mut b, done) = sign_in(&ta, "mallory").await;
+    assert_eq!(done.status, 403, "{}", done.body);
+    assert!(done.body.contains("federation"), "{}", done.body);
+    assert_eq!(b.get(&format!("{}/admin", ta.url)).await.status, 303);
+    let (_, shown) = ta.admin(Method::GET, "/users/mallory", None).await;
+    assert_eq!(shown["sessions"], json!([]), "her session was ended: {shown}");
+    // The local admin still gets in.
+    let mut alice = signed_in(&ta, "alice").await;
+    assert_eq!(alice.get(&format!("{}/admin", ta.url)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_session_revoked_through_the_admin_api_throws_the_admin_out() {
+    let ta = start(&["alice"]).await;
+    person(&ta, "alice").await;
+    let mut b = signed_in(&ta, "alice").await;
+    assert_eq!(b.get(&format!("{}/admin", ta.url)).await.status, 200);
+    let (_, shown) = ta.admin(Method::GET, "/users/alice", None).await;
+    let sid = shown["sessions"][0]["sid"].as_str().unwrap().to_owned();
+    let (status, v) = ta.admin(Method::POST, &format!("/sessions/{sid}/revoke"), None).await;
+    assert_eq!(status, 200, "{v}");
+    let p = b.get(&format!("{}/admin", ta.url)).await;
+    assert_eq!(p.status, 303);
+    assert_eq!(p.location.as_deref(), Some("/admin/login"));
+}
+
+#[tokio::test]
+async fn a_tampered_or_foreign_cookie_is_sent_to_sign_in() {
+    let ta = start(&["alice"]).await;
+    person(&ta, "alice").await;
+    let b = signed_in(&ta, "alice").await;
+    let (_, value) = b
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "castellan_console")
+        .unwrap()
+        .clone();
+    // One byte flipped.
+    let mut bytes = value.clone().into_bytes();
+    let mid = bytes.len() / 2;
+    bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(bytes).unwrap();
+    // A cookie sealed by another authority (another master key).
+    let other = start(&["alice"]).await;
+    person(&other, "alice").await;
+    let foreign_browser = signed_in(&other, "alice").await;
+    let (_, foreign) = foreign_browser
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "castellan_console")
+        .unwrap()
+        .clone();
+    for (what, cookie) in [
+        ("tampered", flipped),
+        ("foreign", foreign),
+        ("garbage", "%%%".to_owned()),
+    ] {
+        let with_cookie = || {
+            let mut b = Browser::new();
+            b.cookies.push(("castellan_console".to_owned(), cookie.clone()));
+            b
+        };
+        for path in ["/admin", "/admin/keys", "/admin/audit?verify=1"] {
+            let p = with_cookie().get(&format!("{}{path}", ta.url)).await;
+            assert_eq!(p.status, 303, "{what} {path}: {}", p.body);
+            assert_eq!(p.location.as_deref(), Some("/admin/login"), "{what}");
+        }
+        let before = active_kid(&ta).await;
+        let p = with_cookie()
+            .post_form(&format!("{}/admin/keys/rotate", ta.url), &[("confirm", "yes")])
+            .await;
+        assert_eq!(p.status, 303, "{what}");
+        assert_eq!(active_kid(&ta).await, before, "{what}: nothing rotated");
+    }
+}
+
+#[tokio::test]
+async fn a_get_on_an_action_is_refused_and_changes_nothing() {
+    let ta = start(&["alice"]).await;
+    person(&ta, "alice").await;
+    person(&ta, "carol").await;
+    let mut b = signed_in(&ta, "alice").await;
+    let (_, shown) = ta.admin(Method::GET, "/users/alice", None).await;
+    let sid = shown["sessions"][0]["sid"].as_str().unwrap().to_owned();
+    let before = active_kid(&ta).await;
+    for path in [
+        "/admin/logout".to_owned(),
+        "/admin/keys/rotate?confirm=yes".to_owned(),
+        "/admin/people/carol/suspend?confirm=yes".to_owned(),
+        "/admin/people/carol/resume".to_owned(),
+        format!("/admin/people/alice/sessions/{sid}/revoke?confirm=yes"),
+        "/admin/policies/orders/rollback?confirm=yes&version=1".to_owned(),
+    ] {
+        let p = b.get(&format!("{}{path}", ta.url)).await;
+        assert_eq!(p.status, 405, "GET {path}: {}", p.body);
+    }
+    assert_eq!(active_kid(&ta).await, before);
+    let (_, carol) = ta.admin(Method::GET, "/users/carol", None).await;
+    assert_eq!(carol["suspended"], false);
+    assert_eq!(b.get(&format!("{}/admin", ta.url)).await.status, 200, "still signed in");
+}
+
+#[tokio::test]
+async fn an_admin_suspends_another_through_the_console() {
+    let ta = start(&["alice", "bob"]).await;
+    person(&ta, "alice").await;
+    person(&ta, "bob").await;
+    let mut alice = signed_in(&ta, "alice").await;
+    let mut bob = signed_in(&ta, "bob").await;
+    let page = bob.get(&format!("{}/admin/people/alice", ta.url)).await;
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.body);
+    let suspend = format!("{}/admin/people/alice/suspend", ta.url);
+    let p = bob.post_form(&suspend, &[("csrf", csrf.as_str())]).await;
+    assert_eq!(p.status, 200, "a confirmation first");
+    assert!(p.body.contains("Suspend this person?"), "{}", p.body);
+    let (_, shown) = ta.admin(Method::GET, "/users/alice", None).await;
+    assert_eq!(shown["suspended"], false);
+    let p = bob
+        .post_form(&suspend, &[("csrf", csrf.as_str()), ("confirm", "yes")])
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location.as_deref(), Some("/admin/people/alice?done=suspended"));
+    let (_, shown) = ta.admin(Method::GET, "/users/alice", None).await;
+    assert_eq!(shown["suspended"], true, "{shown}");
+    assert_eq!(shown["sessions"], json!([]), "{shown}");
+    let p = alice.get(&format!("{}/admin", ta.url)).await;
+    assert_eq!(p.status, 303, "alice is thrown out");
+    assert_eq!(p.location.as_deref(), Some("/admin/login"));
+    assert_eq!(bob.get(&format!("{}/admin", ta.url)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_store_outage_shows_unavailable_and_keeps_the_session() {
+    let ta = start(&["alice"]).await;
+    person(&ta, "alice").await;
+    let mut b = signed_in(&ta, "alice").await;
+    assert_eq!(b.get(&format!("{}/admin", ta.url)).await.status, 200);
+    let db = ta.authority.config().data_dir.join("castellan.db");
+    let side = sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE sessions RENAME TO sessions_offline")
+        .execute(&side)
+        .await
+        .unwrap();
+    let resp = ta
+        .http
+        .get(format!("{}/admin/keys", ta.url))
+        .header(
+            "cookie",
+            b.cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().get("set-cookie").is_none(), "the cookie is left alone");
+    assert!(resp.text().await.unwrap().contains("still signed in"));
+    sqlx::query("ALTER TABLE sessions_offline RENAME TO sessions")
+        .execute(&side)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.get(&format!("{}/admin/keys", ta.url)).await.status,
+        200,
+        "signed in still once the store is back"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_page_lists_console_actions_and_checks_the_chain() {
+    let ta = start(&["alice"]).await;
+    let alice_id = person(&ta, "alice").await;
+    let mut b = signed_in(&ta, "alice").await;
+    let page = b.get(&format!("{}/admin/keys", ta.url)).await;
+    let csrf = csrf_of(&page.body);
+    let p = b
+        .post_form(
+            &format!("{}/admin/keys/rotate", ta.url),
+            &[("csrf", csrf.as_str()), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let actor = format!("user:{alice_id}");
+    let page = b.get(&format!("{}/admin/audit?actor={actor}&window=all", ta.url)).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("key.rotate"), "{}", page.body);
+    assert!(page.body.contains(&actor), "{}", page.body);
+    let page = b.get(&format!("{}/admin/audit?verify=1&window=all", ta.url)).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"chain-result\""), "{}", page.body);
+    assert!(page.body.contains("The chain is intact"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn a_long_policy_is_not_diffed_in_the_console() {
+    let ta = start(&["alice"]).await;
+    person(&ta, "alice").await;
+    let long = format!("{}permit(principal, action, resource);", "// line\n".repeat(5_001));
+    for policies in [long.as_str(), "permit(principal, action, resource);"] {
+        let (status, v) = ta
+            .admin(Method::POST, "/policies/orders", Some(json!({ "policies": policies })))
+            .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let mut b = signed_in(&ta, "alice").await;
+    let p = b.get(&format!("{}/admin/policies/orders?from=1&to=2", ta.url)).await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("diff-too-long"), "{}", p.body);
+    assert!(p.body.contains("castellan policy diff orders 1 2"), "{}", p.body);
+    // A short pair is diffed as before.
+    let (status, v) = ta
+        .admin(
+            Method::POST,
+            "/policies/orders",
+            Some(json!({ "policies": "forbid(principal, action, resource);" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let p = b.get(&format!("{}/admin/policies/orders?from=2&to=3", ta.url)).await;
+    assert!(!p.body.contains("diff-too-long"), "{}", p.body);
+    assert!(p.body.contains("class=\"add\""), "{}", p.body);
 }

@@ -3,7 +3,8 @@
 //! naming an admin, people created with the CLI, one of them signed in to an
 //! app; then Debian's Chromium, driven by Playwright
 //! (`tests/browser/console.mjs`), signs the admin in, rotates the keys,
-//! suspends the person, rolls a policy back and visits every page; this test
+//! suspends the person, rolls a policy back, finds the three actions in the
+//! audit trail (and the chain intact) and visits every page; this test
 //! then checks each change through the admin API and the CLI. A CSRF check
 //! runs without the browser.
 //!
@@ -229,13 +230,14 @@ fn kid_in(keys: &[(String, String)], state: &str) -> String {
 }
 
 /// `node console.mjs ...` with a deadline: (success, stdout, stderr).
-fn run_browser(url: &str, shots: &Path) -> (bool, String, String) {
+fn run_browser(url: &str, shots: &Path, admin_id: &str) -> (bool, String, String) {
     let logs = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
     let mut child = Command::new("node")
         .arg("console.mjs")
         .args([url, ADMIN, PASSWORD, PERSON, OUTSIDER])
         .arg(shots)
+        .arg(admin_id)
         .current_dir(browser_dir())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
@@ -279,7 +281,7 @@ async fn an_admin_rotates_keys_suspends_a_person_and_rolls_back_a_policy_in_chro
     let tmp = tempfile::tempdir().unwrap();
     let auth = start(tmp.path());
     let url = auth.url().to_owned();
-    create_user(&auth, ADMIN);
+    let admin_id = create_user(&auth, ADMIN);
     let person_id = create_user(&auth, PERSON);
     create_user(&auth, OUTSIDER);
 
@@ -317,8 +319,8 @@ async fn an_admin_rotates_keys_suspends_a_person_and_rolls_back_a_policy_in_chro
     let before = keys(&auth).await;
 
     let (ok, stdout, stderr) = {
-        let (url, shots) = (url.clone(), shots.clone());
-        tokio::task::spawn_blocking(move || run_browser(&url, &shots))
+        let (url, shots, admin_id) = (url.clone(), shots.clone(), admin_id.clone());
+        tokio::task::spawn_blocking(move || run_browser(&url, &shots, &admin_id))
             .await
             .unwrap()
     };
@@ -352,6 +354,12 @@ async fn an_admin_rotates_keys_suspends_a_person_and_rolls_back_a_policy_in_chro
     assert_eq!((status, v["error"].as_str()), (400, Some("invalid_grant")), "{v}");
     assert_eq!(introspect(&auth, &access_token).await["active"], false);
 
+    // The audit trail the browser read: the admin's three actions.
+    let actions = seen["audit_actions"].as_array().unwrap();
+    for action in ["key.rotate", "user.suspend", "policy.rollback"] {
+        assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");
+    }
+
     // The policy: version 3 is version 1 again.
     let list = cli_json(&auth, &["policy", "list", "orders", "--json"]);
     let versions = list["versions"].as_array().unwrap();
@@ -368,6 +376,8 @@ async fn an_admin_rotates_keys_suspends_a_person_and_rolls_back_a_policy_in_chro
         "05-keys-rotated.png",
         "09-person-suspended.png",
         "13-policy-rolled-back.png",
+        "14-audit-filtered.png",
+        "15-audit-chain-verified.png",
     ] {
         let len = std::fs::metadata(shots.join(shot)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 1000, "screenshot {shot} missing or empty in {}", shots.display());

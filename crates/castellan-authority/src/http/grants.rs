@@ -33,7 +33,7 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 async fn revoke_family(auth: &Authority, sid: &str, why: &'static str) -> Result<(), ApiError> {
     let seq = auth.end_session(sid).await?;
     metrics::counter!("castellan_grant_replays_total", "kind" => why).increment(1);
-    tracing::warn!(%sid, seq, why, "session revoked");
+    tracing::warn!(%sid, seq = ?seq, why, "session revoked");
     Ok(())
 }
 

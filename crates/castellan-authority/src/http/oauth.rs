@@ -101,6 +101,18 @@ pub async fn token(State(auth): State<Arc<Authority>>, req: Request) -> Response
     }
 }
 
+/// The console's sign-in client has no tokens of its own: its codes are
+/// redeemed in-process by the console's callback, never here, and it has
+/// nothing to revoke.
+fn refuse_console_client(client: &castellan_store::ClientRecord) -> Result<(), ApiError> {
+    if client.client_id == super::console::CLIENT_ID {
+        return Err(ApiError::unauthorized_client(
+            "the console's sign-in client cannot use the token or revocation endpoints",
+        ));
+    }
+    Ok(())
+}
+
 async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiError> {
     let peer = Peer::of(&req);
     let (headers, form) = read_form(auth, req).await?;
@@ -109,6 +121,7 @@ async fn token_inner(auth: &Authority, req: Request) -> Result<Response, ApiErro
         .ok_or_else(|| ApiError::invalid_request("grant_type is required"))?;
     let endpoint = format!("{}{}", auth.issuer(), paths::TOKEN);
     let client = authenticate_allowing_public(auth, &headers, &form, &endpoint, &peer).await?;
+    refuse_console_client(&client)?;
     // RFC 8705 §3: tokens for a client that authenticated with its
     // certificate are bound to that certificate.
     let bound_to = peer.binding_for(&client);
@@ -222,6 +235,7 @@ pub async fn revoke(State(auth): State<Arc<Authority>>, req: Request) -> Respons
         let (headers, form) = read_form(&auth, req).await?;
         let endpoint = format!("{}{}", auth.issuer(), paths::REVOKE);
         let caller = authenticate_allowing_public(&auth, &headers, &form, &endpoint, &peer).await?;
+        refuse_console_client(&caller)?;
         let token = form
             .get("token")
             .ok_or_else(|| ApiError::invalid_request("token is required"))?;
@@ -238,7 +252,7 @@ pub async fn revoke(State(auth): State<Arc<Authority>>, req: Request) -> Respons
                 if claims.client_id != caller.client_id && !caller.admin {
                     return Err(ApiError::unauthorized_client("token was issued to another client"));
                 }
-                auth.end_session(&claims.sid).await?;
+                auth.revoke_sid(&claims.sid).await?;
                 tracing::info!(sid = %claims.sid, by = %caller.client_id, "session revoked");
                 auth.audit(
                     crate::audit::AuditEntry::new(

@@ -1,11 +1,13 @@
 // Drives Castellan's admin console in Debian's Chromium.
 //
-//   node console.mjs <issuer> <admin> <password> <person> <outsider> <screenshot-dir>
+//   node console.mjs <issuer> <admin> <password> <person> <outsider> <screenshot-dir> <admin-user-id>
 //
 // Signs <admin> in at <issuer>/admin through the authority's own login page,
 // rotates the signing keys (through the confirmation page) and checks the
 // key timeline changed, suspends <person> and checks their sessions are gone,
-// rolls the `orders` policies back to version 1, visits every other page,
+// rolls the `orders` policies back to version 1, opens the audit trail
+// filtered to the admin (`user:<admin-user-id>`) and checks the three actions
+// are there and the chain verifies intact, visits every other page,
 // uses the keyboard (skip link, focus), signs out, and finally checks that
 // <outsider> (a person who is not a console admin) is refused. Screenshots
 // of every page go to <screenshot-dir>. On success the last line on stdout
@@ -18,9 +20,9 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const CHROMIUM = '/usr/bin/chromium';
-const [issuer, admin, password, person, outsider, shotDir] = process.argv.slice(2);
-if (!issuer || !admin || !password || !person || !outsider || !shotDir) {
-  console.error('usage: node console.mjs <issuer> <admin> <password> <person> <outsider> <screenshot-dir>');
+const [issuer, admin, password, person, outsider, shotDir, adminId] = process.argv.slice(2);
+if (!issuer || !admin || !password || !person || !outsider || !shotDir || !adminId) {
+  console.error('usage: node console.mjs <issuer> <admin> <password> <person> <outsider> <screenshot-dir> <admin-user-id>');
   process.exit(64);
 }
 mkdirSync(shotDir, { recursive: true });
@@ -158,7 +160,28 @@ try {
     'version 3 is noted as a rollback to 1');
   await shot('policy-rolled-back');
 
-  // 5. The other pages render.
+  // 5. The audit trail: the three actions, by this admin, and an intact chain.
+  await submit('nav a:has-text("Audit trail")');
+  check(await page.locator('h1', { hasText: 'Audit trail' }).isVisible(), 'the audit trail page renders');
+  const actor = `user:${adminId}`;
+  await page.locator('#actor').fill(actor);
+  await page.locator('button', { hasText: 'Filter' }).click();
+  await page.waitForURL((u) => u.searchParams.get('actor') === actor);
+  await page.locator('#audit').waitFor();
+  const rows = await page.$$eval('#audit tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.innerText.trim())));
+  for (const action of ['key.rotate', 'user.suspend', 'policy.rollback']) {
+    check(rows.some((r) => r[2] === actor && r[3] === action && r[5] === 'success'),
+      `the audit trail shows ${action} by ${actor}`);
+  }
+  check(rows.every((r) => r[2] === actor), `the actor filter shows only ${actor}`);
+  await shot('audit-filtered');
+  await submit('#verify-chain');
+  const chain = (await page.locator('#chain-result').innerText()).trim();
+  check(chain.includes('intact'), `the audit chain verifies intact (${chain})`);
+  await shot('audit-chain-verified');
+  result.audit_actions = rows.map((r) => r[3]);
+
+  // 6. The other pages render.
   for (const [label, heading] of [
     ['Verifiers', 'Verifiers'],
     ['Clients', 'Clients and workloads'],
@@ -185,14 +208,14 @@ try {
   const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
   check(outline !== 'none', `a focused button shows an outline (${outline})`);
 
-  // 6. Sign out.
+  // 7. Sign out.
   await submit('#signout');
   check((await page.locator('h1').innerText()).trim() === 'Signed out', 'signed out');
   await shot('signed-out');
   await page.goto(`${issuer}/admin/keys`);
   check(new URL(page.url()).pathname === '/oauth2/authorize', 'after sign-out the console asks to sign in again');
 
-  // 7. Someone who is not a console admin is refused.
+  // 8. Someone who is not a console admin is refused.
   await page.locator('#username').fill(outsider);
   await page.locator('#password').fill(password);
   await submit('#submit');

@@ -12,14 +12,14 @@ mod signin;
 
 use crate::Authority;
 use askama::Template;
-use axum::extract::Request;
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use castellan_store::ClientRecord;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The id of the console's own sign-in client (virtual: never stored).
 pub const CLIENT_ID: &str = "castellan-console";
@@ -64,9 +64,8 @@ pub fn router() -> Router<Arc<Authority>> {
         .route("/login", get(signin::start))
         .route("/callback", get(signin::callback))
         .route("/logout", post(signin::logout))
-        .route("/assets/htmx.min.js", get(htmx))
-        .route("/assets/console.css", get(css))
-        .route("/assets/icon.svg", get(icon))
+        .route("/assets/{file}", get(unversioned_asset))
+        .route("/assets/{version}/{file}", get(versioned_asset))
         .route("/keys", get(pages::keys))
         .route("/keys/rotate", post(actions::rotate_keys))
         .route("/verifiers", get(pages::verifiers))
@@ -99,30 +98,73 @@ async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
-fn asset(auth: &Authority, body: &'static str, content_type: &'static str) -> Response {
+/// The console's static files: name, body, content type.
+const ASSETS: [(&str, &str, &str); 3] = [
+    ("htmx.min.js", HTMX, "text/javascript; charset=utf-8"),
+    ("console.css", CSS, "text/css; charset=utf-8"),
+    ("icon.svg", ICON, "image/svg+xml"),
+];
+
+/// The first 12 hex digits of the SHA-256 of every asset, computed once:
+/// the assets' URLs carry it, so a new build's assets get new URLs and may
+/// be cached for good.
+pub fn asset_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for (name, body, _) in ASSETS {
+            for part in [name.as_bytes(), body.as_bytes()] {
+                ctx.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+                ctx.update(part);
+            }
+        }
+        ctx.finish()
+            .as_ref()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+}
+
+/// Where the pages link the assets: `/admin/assets/<version>`.
+pub fn asset_base() -> &'static str {
+    static BASE: OnceLock<String> = OnceLock::new();
+    BASE.get_or_init(|| format!("{CONSOLE_PATH}/assets/{}", asset_version()))
+}
+
+fn asset(auth: &Authority, file: &str, cache: &'static str) -> Response {
     if !auth.config().console.enabled {
         return not_found();
     }
-    let mut resp = body.into_response();
+    let Some((_, body, content_type)) = ASSETS.iter().find(|(name, _, _)| *name == file) else {
+        return not_found();
+    };
+    let mut resp = (*body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     resp
 }
 
-async fn htmx(axum::extract::State(auth): axum::extract::State<Arc<Authority>>) -> Response {
-    asset(&auth, HTMX, "text/javascript; charset=utf-8")
+/// `GET /admin/assets/{version}/{file}`: cached for good when the version
+/// is this build's; another build's version (a page from before an
+/// upgrade) gets this build's file, revalidated every time.
+async fn versioned_asset(
+    State(auth): State<Arc<Authority>>,
+    Path((version, file)): Path<(String, String)>,
+) -> Response {
+    let cache = if version == asset_version() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    asset(&auth, &file, cache)
 }
 
-async fn css(axum::extract::State(auth): axum::extract::State<Arc<Authority>>) -> Response {
-    asset(&auth, CSS, "text/css; charset=utf-8")
-}
-
-async fn icon(axum::extract::State(auth): axum::extract::State<Arc<Authority>>) -> Response {
-    asset(&auth, ICON, "image/svg+xml")
+/// `GET /admin/assets/{file}`: the unversioned URL, revalidated every time.
+async fn unversioned_asset(State(auth): State<Arc<Authority>>, Path(file): Path<String>) -> Response {
+    asset(&auth, &file, "no-cache")
 }
 
 /// What every page shows around its content.
@@ -136,6 +178,13 @@ pub struct Chrome {
     pub section: &'static str,
     /// A line confirming the last action; empty for none.
     pub notice: String,
+}
+
+impl Chrome {
+    /// Where the assets are: `/admin/assets/<content hash>`.
+    pub fn assets(&self) -> &'static str {
+        asset_base()
+    }
 }
 
 /// A title, a message and one link.

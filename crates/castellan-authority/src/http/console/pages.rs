@@ -493,8 +493,15 @@ struct PolicyPage {
     from: i64,
     to: i64,
     diff: Vec<DiffLine>,
+    /// A side is longer than [`MAX_DIFF_LINES`]: no diff shown.
+    too_long: bool,
+    max_lines: usize,
     text: String,
 }
+
+/// The longest policy text (in lines, either side) the console diffs;
+/// longer ones are for `castellan policy diff`.
+const MAX_DIFF_LINES: usize = 5_000;
 
 fn version_param(q: &HashMap<String, String>, name: &str) -> Option<i64> {
     q.get(name).and_then(|v| v.trim().parse::<i64>().ok())
@@ -521,20 +528,32 @@ pub async fn policy(
     let to = version_param(&q, "to").unwrap_or(current);
     let from = version_param(&q, "from").unwrap_or_else(|| to.saturating_sub(1).max(1));
     let text_of = |v: i64| records.iter().find(|r| r.version == v).map(|r| r.policies.as_str());
+    let mut too_long = false;
     let diff = match (text_of(from), text_of(to)) {
-        (Some(a), Some(b)) => castellan_core::diff::diff_lines(a, b)
-            .into_iter()
-            .map(|l| DiffLine {
-                class: if l.starts_with('+') {
-                    "add"
-                } else if l.starts_with('-') {
-                    "del"
-                } else {
-                    "same"
-                },
-                text: l,
-            })
-            .collect(),
+        (Some(a), Some(b)) if a.lines().count() > MAX_DIFF_LINES || b.lines().count() > MAX_DIFF_LINES => {
+            too_long = true;
+            Vec::new()
+        }
+        (Some(a), Some(b)) => {
+            let (a, b) = (a.to_owned(), b.to_owned());
+            // The diff is O(n·m): off the async workers.
+            match tokio::task::spawn_blocking(move || castellan_core::diff::diff_lines(&a, &b)).await {
+                Ok(lines) => lines
+                    .into_iter()
+                    .map(|l| DiffLine {
+                        class: if l.starts_with('+') {
+                            "add"
+                        } else if l.starts_with('-') {
+                            "del"
+                        } else {
+                            "same"
+                        },
+                        text: l,
+                    })
+                    .collect(),
+                Err(e) => return failed(&admin, &auth, &e.to_string()),
+            }
+        }
         _ => Vec::new(),
     };
     let mut versions: Vec<VersionRow> = records
@@ -561,6 +580,8 @@ pub async fn policy(
         from,
         to,
         diff,
+        too_long,
+        max_lines: MAX_DIFF_LINES,
     };
     admin.respond(&auth, render(StatusCode::OK, &page))
 }

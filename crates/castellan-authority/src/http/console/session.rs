@@ -165,10 +165,12 @@ pub fn to_sign_in(auth: &Authority, headers: &HeaderMap) -> Response {
 /// Why a console session is no longer good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
-    /// No cookie, a forged or expired one.
+    /// No cookie, a forged or expired one, or its OIDC session has ended.
     NoSession,
     /// The console session is fine but must end (idle, suspended, no longer admin).
     End,
+    /// The store could not answer: nothing is known, nothing changes.
+    Unavailable,
 }
 
 async fn check(auth: &Authority, headers: &HeaderMap) -> Result<Admin, (Refusal, Option<String>)> {
@@ -176,24 +178,26 @@ async fn check(auth: &Authority, headers: &HeaderMap) -> Result<Admin, (Refusal,
         .and_then(|c| open(auth, SESSION_CONTEXT, &c))
         .ok_or((Refusal::NoSession, None))?;
     let now = auth.now();
+    let store_failed = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "console: store unavailable");
+        (Refusal::Unavailable, None)
+    };
+    // The store first: a session that has already ended is simply gone, so
+    // replaying an old cookie ends (and revokes) nothing a second time.
+    let stored = match auth.store().get_session(&session.sid).await {
+        Ok(Some(s)) if s.ended_at.is_none() && s.user_id == session.user_id => s,
+        Ok(_) => return Err((Refusal::NoSession, None)),
+        Err(e) => return Err(store_failed(&e)),
+    };
     let end = |why: &'static str| {
         tracing::info!(user_id = %session.user_id, sid = %session.sid, why, "console session ends");
         (Refusal::End, Some(session.sid.clone()))
     };
-    if session.exp <= now {
+    if session.exp <= now || stored.expires_at <= now {
         return Err(end("lifetime reached"));
     }
     if now.saturating_sub(session.seen) > IDLE_TIMEOUT {
         return Err(end("idle too long"));
-    }
-    let store_failed = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "console: store unavailable");
-        (Refusal::NoSession, None)
-    };
-    match auth.store().get_session(&session.sid).await {
-        Ok(Some(s)) if s.ended_at.is_none() && s.expires_at > now && s.user_id == session.user_id => {}
-        Ok(_) => return Err((Refusal::NoSession, None)),
-        Err(e) => return Err(store_failed(&e)),
     }
     let user = match auth.store().get_user(&session.user_id).await {
         Ok(Some(u)) => u,
@@ -203,13 +207,31 @@ async fn check(auth: &Authority, headers: &HeaderMap) -> Result<Admin, (Refusal,
     if user.suspended {
         return Err(end("person suspended"));
     }
-    if !auth.config().console.is_admin(&user.username) {
+    if !auth.config().console.is_admin_user(&user) {
         return Err(end("no longer a console admin"));
     }
     Ok(Admin {
         user,
         session: ConsoleSession { seen: now, ..session },
     })
+}
+
+/// The store cannot answer: a 503 page, the session cookie left alone (the
+/// admin is still signed in once the store is back).
+pub fn unavailable() -> Response {
+    let mut resp = render(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &MessagePage::bare(
+            "Console unavailable",
+            "The console cannot check your session right now: its store is not answering. \
+             You are still signed in; try again shortly.",
+            "",
+            "",
+        ),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    resp
 }
 
 /// The console admin of this request, or the answer that sends them to sign in.
@@ -219,6 +241,7 @@ pub async fn require(auth: &Authority, headers: &HeaderMap) -> Result<Admin, Res
     }
     match check(auth, headers).await {
         Ok(admin) => Ok(admin),
+        Err((Refusal::Unavailable, _)) => Err(unavailable()),
         Err((refusal, sid)) => {
             if let (Refusal::End, Some(sid)) = (refusal, sid) {
                 if let Err(e) = auth.end_session(&sid).await {

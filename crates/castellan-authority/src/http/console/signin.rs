@@ -149,7 +149,7 @@ pub async fn callback(State(auth): State<Arc<Authority>>, req: Request) -> Respo
         }
     };
     let (user, oidc) = (redeemed.user, redeemed.session);
-    if !auth.config().console.is_admin(&user.username) {
+    if !auth.config().console.is_admin_user(&user) {
         if let Err(e) = auth.end_session(&oidc.sid).await {
             tracing::warn!(error = %e.description(), "console sign-in: session not ended");
         }
@@ -158,11 +158,19 @@ pub async fn callback(State(auth): State<Arc<Authority>>, req: Request) -> Respo
         let mut resp = page(
             StatusCode::FORBIDDEN,
             "Not a console admin",
-            &format!(
-                "{} signed in, but is not one of the console's admins. An admin of this \
-                 authority can add the name to `[console] admins`.",
-                user.username
-            ),
+            &if user.federated_issuer.is_some() {
+                format!(
+                    "{} signed in through federation. Console admins are local accounts \
+                     with a password; federated accounts cannot use the console.",
+                    user.username
+                )
+            } else {
+                format!(
+                    "{} signed in, but is not one of the console's admins. An admin of this \
+                     authority can add the name to `[console] admins`.",
+                    user.username
+                )
+            },
         );
         session::clear_cookies(&auth, &mut resp);
         return resp;
