@@ -168,15 +168,36 @@ fn prometheus_builder() -> PrometheusBuilder {
     }
 }
 
+/// How long an audit append may delay the action it records.
+const AUDIT_APPEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            prometheus_builder()
+            let handle = prometheus_builder()
                 .install_recorder()
-                .unwrap_or_else(|_| prometheus_builder().build_recorder().handle())
+                .unwrap_or_else(|_| prometheus_builder().build_recorder().handle());
+            keep_up(&handle);
+            handle
         })
         .clone()
+}
+
+/// `install_recorder` starts no upkeep: histogram samples would pile up in
+/// memory until the next scrape (for ever, with no scraper). A thread drains
+/// them every 5 seconds.
+fn keep_up(handle: &PrometheusHandle) {
+    let handle = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
+    }
 }
 
 impl Authority {
@@ -516,11 +537,13 @@ impl Authority {
     /// a store error is logged and counted.
     pub async fn audit(&self, entry: crate::audit::AuditEntry) {
         use crate::audit::storable;
+        let actor = storable(entry.actor);
+        let target = storable(entry.target);
         tracing::info!(
             target: "castellan::audit",
-            actor = %entry.actor,
+            actor = %actor,
             action = entry.action,
-            target_id = %entry.target,
+            target_id = %target,
             outcome = entry.outcome.as_str(),
             "audit"
         );
@@ -530,13 +553,20 @@ impl Authority {
         };
         let event = castellan_store::NewAuditEvent {
             at: self.now(),
-            actor: storable(entry.actor),
+            actor,
             action: entry.action.to_owned(),
-            target: storable(entry.target),
+            target,
             outcome: entry.outcome.as_str().to_owned(),
             detail,
         };
-        match self.store.append_audit(&event, self.master.audit_chain_key()).await {
+        // A slow store delays the audited answer by at most this long; a
+        // timed-out append is rolled back, logged and counted like a failed one.
+        let append = self.store.append_audit(&event, self.master.audit_chain_key());
+        let appended = tokio::time::timeout(AUDIT_APPEND_TIMEOUT, append)
+            .await
+            .map_err(|_| "the store did not answer in time".to_owned())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match appended {
             Ok(record) => {
                 tracing::debug!(target: "castellan::audit", seq = record.seq, "audit event recorded");
                 metrics::counter!(

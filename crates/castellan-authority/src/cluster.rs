@@ -202,8 +202,10 @@ impl Authority {
                         .map(|h| crate::events::VerifierView::at(h, now))
                         .collect();
                     // What this node heard but could not share yet.
+                    let shared: std::collections::HashSet<String> =
+                        views.iter().map(|v| v.verifier_id.clone()).collect();
                     for mine in self.verifiers().list(now) {
-                        if !views.iter().any(|v| v.verifier_id == mine.verifier_id) {
+                        if !shared.contains(&mine.verifier_id) {
                             views.push(mine);
                         }
                     }

@@ -220,9 +220,23 @@ fn prometheus_builder() -> PrometheusBuilder {
 }
 
 fn prometheus() -> PrometheusHandle {
-    prometheus_builder()
+    let handle = prometheus_builder()
         .install_recorder()
-        .unwrap_or_else(|_| prometheus_builder().build_recorder().handle())
+        .unwrap_or_else(|_| prometheus_builder().build_recorder().handle());
+    // `install_recorder` starts no upkeep: histogram samples (two per
+    // admitted request) would pile up until the next scrape, for ever with no
+    // scraper. A thread drains them every 5 seconds.
+    let drained = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            drained.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
+    }
+    handle
 }
 
 /// `GET /.castellan/metrics`: the verifier's gauges as of now, then everything.

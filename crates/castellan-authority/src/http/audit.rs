@@ -231,8 +231,11 @@ pub async fn record_refusals(
     let Ok(caller) = require_admin(&auth, &headers).await else {
         return resp;
     };
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY).await.unwrap_or_default();
+    // The body is sent again as read (empty if it was too long to read):
+    // its length is the new body's, whatever the handler said.
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     auth.audit(
         crate::audit::AuditEntry::new(crate::audit::client_actor(&caller.client_id), action, target)

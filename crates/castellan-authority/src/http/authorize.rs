@@ -446,9 +446,14 @@ pub async fn login(State(auth): State<Arc<Authority>>, req: Request) -> Response
             };
             metrics::counter!("castellan_signins_total", "outcome" => "failure").increment(1);
             tracing::info!(reason, %source, "sign-in refused");
-            // The name tried, never the password.
+            // The name tried, never the password; text that cannot be a
+            // username (a password typed into the wrong field, say) is not kept.
+            let tried = match crate::users::normalize_username(username) {
+                Some(name) => format!("username:{name}"),
+                None => "username:(not a valid username)".to_owned(),
+            };
             auth.audit(signin_failure(
-                &format!("username:{shown_name}"),
+                &tried,
                 &client.client_id,
                 "password",
                 reason,
