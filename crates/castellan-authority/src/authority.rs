@@ -711,19 +711,19 @@ impl Authority {
         if let Some(next) = self.keys.due_for_promotion() {
             self.wait_for_ack(&next).await;
         }
-        let active_before = self.keys.current().active.kid().to_owned();
-        if self.keys.maintain().await? {
+        let pass = self.keys.maintain().await?;
+        if pass.changed {
             self.publish_keys();
             self.announce(Change::Keys).await;
-            let active = self.keys.current().active.kid().to_owned();
-            if active != active_before {
-                self.audit(
-                    AuditEntry::new(SCHEDULER_ACTOR, "key.rotate", format!("key:{active_before}")).detail(
-                        serde_json::json!({ "previous_kid": active_before, "active_kid": active, "scheduled": true }),
-                    ),
-                )
-                .await;
-            }
+        }
+        // Only the pass that promoted records the rotation: a reload showing
+        // another node's rotation is not this node's act.
+        if let Some((previous, active)) = pass.promoted {
+            self.audit(
+                AuditEntry::new(SCHEDULER_ACTOR, "key.rotate", format!("key:{previous}"))
+                    .detail(serde_json::json!({ "previous_kid": previous, "active_kid": active, "scheduled": true })),
+            )
+            .await;
         }
         let now = self.now();
         let purged = self.store.purge_revocations(now).await?;

@@ -111,6 +111,15 @@ pub struct KeySet {
     pub infos: Vec<KeyInfo>,
 }
 
+/// What one scheduler pass did to the keys.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Keys were written (promoted, created, removed or deleted).
+    pub changed: bool,
+    /// This pass promoted the next key: (the key that stopped signing, the one that signs now).
+    pub promoted: Option<(String, String)>,
+}
+
 /// Owns the signing keys.
 #[derive(Debug)]
 pub struct KeyManager {
@@ -199,7 +208,7 @@ impl KeyManager {
     /// published, and promote it once the active key has served its interval
     /// and the next key has been published for at least twice the JWKS max-age.
     /// Returns true when the key set changed.
-    pub async fn maintain(&self) -> Result<bool, KeyError> {
+    pub async fn maintain(&self) -> Result<Maintenance, KeyError> {
         let _guard = self.write_lock.lock().await;
         let _cluster = crate::cluster::hold(&self.store, self.clock.as_ref(), KEYS_LEASE)
             .await
@@ -232,23 +241,28 @@ impl KeyManager {
         }
         let active = keys.iter().find(|k| k.state == KeyState::Active);
         let next = keys.iter().find(|k| k.state == KeyState::Next);
+        let mut promoted = None;
         match (active, next) {
             (Some(active), Some(next)) => {
                 if s.promotion_due(active.activated_at.unwrap_or(active.created_at), next.created_at, now) {
                     upserts.extend(promote(active, next, now, s.token_horizon, KeyState::Retired));
                     upserts.push(new_record(&self.master, s.algorithm, now)?);
                     tracing::info!(old = %active.kid, new = %next.kid, "scheduled key rotation");
+                    promoted = Some((active.kid.clone(), next.kid.clone()));
                 }
             }
             (Some(_), None) => upserts.push(new_record(&self.master, s.algorithm, now)?),
             (None, _) => return Err(KeyError::Inconsistent("no active key".to_owned())),
         }
         if upserts.is_empty() && deletes.is_empty() {
-            return Ok(false);
+            return Ok(Maintenance::default());
         }
         self.store.write_keys(&upserts, &deletes).await?;
         self.reload().await?;
-        Ok(true)
+        Ok(Maintenance {
+            changed: true,
+            promoted,
+        })
     }
 
     /// Signs `claims` with the newest key no verifier may trust any more
