@@ -3,8 +3,9 @@
 
 use crate::admin::{s, url_encode, Admin};
 use crate::cli::Conn;
-use crate::decisions::parse_since;
+use crate::decisions::{now, parse_since};
 use anyhow::bail;
+use castellan_core::clock::rfc3339;
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -51,21 +52,6 @@ pub enum AuditCommand {
         #[command(flatten)]
         conn: Conn,
     },
-}
-
-fn now() -> i64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    i64::try_from(secs).unwrap_or(i64::MAX)
-}
-
-fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| secs.to_string())
 }
 
 /// One page of events after `after`, with the filters; and where the next page starts.

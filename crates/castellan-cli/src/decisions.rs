@@ -4,6 +4,7 @@
 use crate::admin::{print, s, url_encode, Admin};
 use crate::cli::Conn;
 use anyhow::{bail, Context};
+use castellan_core::clock::rfc3339;
 use clap::Args;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -30,6 +31,15 @@ pub struct DecisionsArgs {
     pub conn: Conn,
 }
 
+/// This machine's time, seconds since the epoch (the CLI's edge, not domain code).
+pub fn now() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
 /// `--since` as seconds since the epoch, relative to `now`.
 pub fn parse_since(t: &str, now: i64) -> anyhow::Result<i64> {
     let t = t.trim();
@@ -46,21 +56,8 @@ pub fn parse_since(t: &str, now: i64) -> anyhow::Result<i64> {
     }
 }
 
-fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| secs.to_string())
-}
-
 pub async fn run(args: DecisionsArgs) -> anyhow::Result<()> {
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    )
-    .unwrap_or(i64::MAX);
+    let now = now();
     let mut query = vec![format!("limit={}", args.limit)];
     if let Some(p) = &args.principal {
         query.push(format!("principal={}", url_encode(p)));

@@ -6,6 +6,7 @@ use crate::admin::{print, s, time, url_encode, Admin};
 use crate::cli::Conn;
 use anyhow::{anyhow, bail, Context};
 use castellan_ca::{certs_from_pem, generate_workload_key_unnamed, parse_svid_peer, SpiffeId, TrustDomain};
+use castellan_core::clock::rfc3339;
 use castellan_core::{format_duration, parse_duration, Clock as _, SystemClock};
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -237,26 +238,6 @@ fn approx(secs: i64) -> String {
         (0, _, _) => format!("{h}h {m}m"),
         _ => format!("{d}d {h}h"),
     }
-}
-
-/// Unix seconds as RFC 3339 UTC (proleptic Gregorian; days-from-civil inverted).
-fn rfc3339(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let z = days.saturating_add(719_468);
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe.saturating_add(era.saturating_mul(400)) + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
-    )
 }
 
 /// What `POST /workload/v1/svid` answers.
@@ -593,16 +574,7 @@ pub(crate) fn write_files(dir: &Path, files: &[(&str, &[u8], bool)]) -> anyhow::
 
 #[cfg(test)]
 mod tests {
-    use super::{approx, rfc3339, write_files};
-
-    #[test]
-    fn rfc3339_in_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
-    }
+    use super::{approx, write_files};
 
     #[test]
     fn approx_keeps_two_units() {
