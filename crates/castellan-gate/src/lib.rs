@@ -225,12 +225,13 @@ fn prometheus() -> PrometheusHandle {
         .unwrap_or_else(|_| prometheus_builder().build_recorder().handle());
     // `install_recorder` starts no upkeep: histogram samples (two per
     // admitted request) would pile up until the next scrape, for ever with no
-    // scraper. A thread drains them every 5 seconds.
+    // scraper. A thread drains them every second (at 30,000 rps, about
+    // half a megabyte of samples between drains).
     let drained = handle.clone();
     let spawned = std::thread::Builder::new()
         .name("metrics-upkeep".to_owned())
         .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(5));
+            std::thread::sleep(std::time::Duration::from_secs(1));
             drained.run_upkeep();
         });
     if let Err(e) = spawned {
