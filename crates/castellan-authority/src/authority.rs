@@ -22,7 +22,7 @@ pub const SCHEDULER_ACTOR: &str = "castellan";
 /// How long the node creating the first keys, CAs and admin holds the
 /// bootstrap lease, seconds.
 const BOOTSTRAP_LEASE_SECS: i64 = 30;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -158,46 +158,16 @@ pub struct RotationOutcome {
     pub laggards: Vec<String>,
 }
 
-/// The recorder's settings: every histogram is a real Prometheus histogram
-/// (buckets, aggregatable across nodes), not a per-process summary.
-fn prometheus_builder() -> PrometheusBuilder {
-    let builder = PrometheusBuilder::new();
-    match builder.set_buckets(&castellan_core::observe::LATENCY_BUCKETS) {
-        Ok(b) => b,
-        Err(_) => PrometheusBuilder::new(),
-    }
-}
-
 /// How long an audit append may delay the action it records.
 const AUDIT_APPEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The process's recorder, installed once (several authorities in one test
+/// process share it); its samples drained every 5 seconds.
 fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
-        .get_or_init(|| {
-            let handle = prometheus_builder()
-                .install_recorder()
-                .unwrap_or_else(|_| prometheus_builder().build_recorder().handle());
-            keep_up(&handle);
-            handle
-        })
+        .get_or_init(|| castellan_core::observe::install_prometheus(std::time::Duration::from_secs(5)))
         .clone()
-}
-
-/// `install_recorder` starts no upkeep: histogram samples would pile up in
-/// memory until the next scrape (for ever, with no scraper). A thread drains
-/// them every 5 seconds.
-fn keep_up(handle: &PrometheusHandle) {
-    let handle = handle.clone();
-    let spawned = std::thread::Builder::new()
-        .name("metrics-upkeep".to_owned())
-        .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(5));
-            handle.run_upkeep();
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
-    }
 }
 
 impl Authority {

@@ -49,6 +49,38 @@ pub fn generate() -> String {
     format!("{:016x}-{n:x}", prefix())
 }
 
+/// Installs the process's Prometheus recorder, with [`LATENCY_BUCKETS`] so
+/// histograms render as histograms, and returns its handle; when a recorder
+/// is already installed, a detached handle (nothing records into it).
+///
+/// `install_recorder` starts no upkeep: histogram samples would pile up in
+/// memory until the next scrape, for ever with no scraper. A thread drains
+/// them every `drain_every` (the samples held between drains are the memory
+/// this costs: about half a megabyte a second at 30,000 requests per second).
+#[cfg(feature = "prometheus")]
+#[must_use]
+pub fn install_prometheus(drain_every: std::time::Duration) -> metrics_exporter_prometheus::PrometheusHandle {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    let builder = || {
+        let plain = PrometheusBuilder::new();
+        PrometheusBuilder::new().set_buckets(&LATENCY_BUCKETS).unwrap_or(plain)
+    };
+    let Ok(handle) = builder().install_recorder() else {
+        return builder().build_recorder().handle();
+    };
+    let drained = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(drain_every);
+            drained.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
+    }
+    handle
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

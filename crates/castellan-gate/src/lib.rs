@@ -31,7 +31,7 @@ use castellan_verify::{
     rejection_response, verify_request_presented, FailMode, PresentedCertificate, Rejection, Verifier,
 };
 use http::{HeaderName, HeaderValue};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -210,34 +210,10 @@ fn prepare_mtls(config: &MtlsConfig, proxy_mode: bool) -> Result<(Mtls, proxy::U
     ))
 }
 
-/// Histograms as real Prometheus histograms (buckets down to 50 µs: the
-/// gate's own work is well under a millisecond).
-fn prometheus_builder() -> PrometheusBuilder {
-    match PrometheusBuilder::new().set_buckets(&castellan_core::observe::LATENCY_BUCKETS) {
-        Ok(b) => b,
-        Err(_) => PrometheusBuilder::new(),
-    }
-}
-
+/// The process's recorder; the gate records two histogram samples per
+/// admitted request, so they are drained every second.
 fn prometheus() -> PrometheusHandle {
-    let handle = prometheus_builder()
-        .install_recorder()
-        .unwrap_or_else(|_| prometheus_builder().build_recorder().handle());
-    // `install_recorder` starts no upkeep: histogram samples (two per
-    // admitted request) would pile up until the next scrape, for ever with no
-    // scraper. A thread drains them every second (at 30,000 rps, about
-    // half a megabyte of samples between drains).
-    let drained = handle.clone();
-    let spawned = std::thread::Builder::new()
-        .name("metrics-upkeep".to_owned())
-        .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            drained.run_upkeep();
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
-    }
-    handle
+    castellan_core::observe::install_prometheus(std::time::Duration::from_secs(1))
 }
 
 /// `GET /.castellan/metrics`: the verifier's gauges as of now, then everything.
